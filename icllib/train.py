@@ -3,12 +3,15 @@
     run = load_or_train(cfg)              # the stored run if complete, else train it (resuming a partial one)
     run.read_json("eval.json")            # final error per position (and per length / layer when asked)
 
-One step: curriculum → sample a batch from the training generator → model → task.loss → backward → clip →
-optimizer → lr schedule. Every `eval_every` steps the model is evaluated on a fixed eval set (eval seed range);
-every `ckpt_every` steps the model, optimizer, scheduler and RNG states are checkpointed atomically, together with
-the metrics rows logged so far. A run killed at any point and started again resumes from its last checkpoint and
-ends with exactly the metrics of an uninterrupted run on CPU. A NaN/inf loss stops the run, names the step,
-keeps the last good checkpoint and records `failed` in the store.
+One step: curriculum → sample a batch on the host from the training generator → `step(batch)` (step.py: model →
+task.loss → backward → clip → optimizer, eager or replayed as a CUDA graph) → lr schedule. `train_many` interleaves
+several runs on one GPU, each on its own CUDA stream.
+
+Every `eval_every` steps the model is evaluated on a fixed eval set (eval seed range); every `ckpt_every` steps
+the model, optimizer, scheduler and RNG states are checkpointed atomically, with the metrics rows logged so far.
+A run killed at any point and started again resumes from its last checkpoint and ends with exactly the metrics of
+an uninterrupted run on CPU. A NaN/inf loss stops the run, names the step, keeps the last good checkpoint and
+records `failed` in the store.
 
 Losses stay on the device between log points (no host synchronisation per step); they are checked for finiteness
 when read back, so the reported step of a divergence is exact.
@@ -16,11 +19,13 @@ when read back, so the reported step of a divergence is exact.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +37,7 @@ from icllib.curriculum import schedule
 from icllib.evaluate import Curve, evaluate_batches, extrapolation, probe_layers, sample_eval_batches
 from icllib.models import build_model
 from icllib.repro import eval_generator, make_generator, provenance, train_generator
+from icllib.step import make_step
 from icllib.store import Run, RunStore
 from icllib.tasks import build_task
 
@@ -120,17 +126,67 @@ def train(
     device: str | torch.device | None = None,
     progress: bool | None = None,
     stop_after: int | None = None,
+    step_mode: str | None = None,
 ) -> Run:
     """Train `cfg` into `store` (default: the repository's results/) and return its Run.
 
     A complete run is returned as is; a partial one resumes from its checkpoint. `stop_after` ends the loop after
-    that many steps of this call (for tests and time-sliced jobs) and leaves the run `running`.
+    that many steps of this call (for tests and time-sliced jobs) and leaves the run `running`. `step_mode`:
+    "eager", "graph" (CUDA graphs, step.py) or None = auto (graph on CUDA, eager on CPU; $ICLLIB_STEP overrides).
     """
     store = store or RunStore()
     run = store.open(cfg)
-    if run.complete:
-        return run
+    if not run.complete:
+        for _ in _training(cfg, run, resolve_device(device), progress=progress, stop_after=stop_after,
+                           step_mode=step_mode):
+            pass
+    return run
+
+
+def train_many(
+    configs: list[RunConfig],
+    store: RunStore | None = None,
+    *,
+    device: str | torch.device | None = None,
+    concurrency: int = 8,
+    step_mode: str | None = None,
+) -> list[Run]:
+    """Train several runs at once in this process: up to `concurrency` of them interleave step by step, each on
+    its own CUDA stream, so one run's small kernels fill the GPU while another's host side samples its next batch
+    (a rolling pool: a finished run's place goes to the next config). Every run is stored exactly as by `train`.
+
+    Differences from `train` one after another: dropout masks come from one shared global RNG, so runs with
+    dropout > 0 depend on the interleaving; runs without dropout follow the same trajectories.
+    """
+    store = store or RunStore()
     device = resolve_device(device)
+    runs = [store.open(cfg) for cfg in configs]
+    queue = [(cfg, run) for cfg, run in zip(configs, runs, strict=True) if not run.complete]
+    active: list[tuple[Iterator[int], Any]] = []
+    while queue or active:
+        while queue and len(active) < max(1, concurrency):
+            cfg, run = queue.pop(0)
+            stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+            active.append((_training(cfg, run, device, progress=False, step_mode=step_mode), stream))
+        for item in list(active):
+            gen, stream = item
+            with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+                if next(gen, None) is None:
+                    active.remove(item)
+    return runs
+
+
+def _training(
+    cfg: RunConfig,
+    run: Run,
+    device: torch.device,
+    *,
+    progress: bool | None = None,
+    stop_after: int | None = None,
+    step_mode: str | None = None,
+) -> Iterator[int]:
+    """The training loop of one run as a generator: yields the step number after each step (so `train_many` can
+    interleave runs); on return the run is complete, stopped on request, or raised."""
     task = build_task(cfg.task)
     model = build_model(cfg.model, task.io(), seed=cfg.seed).to(device)
     opt = build_optimizer(cfg, model, device)
@@ -139,8 +195,6 @@ def train(
     eval_set = sample_eval_batches(
         task, eval_points(cfg), cfg.eval.n_examples, eval_generator(cfg.seed), batch_size=cfg.eval.batch_size
     )
-    step_fn = torch.compile(model) if cfg.train.compile else model
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16")
     forked = [device] if device.type == "cuda" else []
 
     with torch.random.fork_rng(devices=forked):
@@ -157,6 +211,7 @@ def train(
                 torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
             state = _State(step=ckpt["step"], rows=ckpt["rows"], pending=ckpt.get("pending", []))
             log.info("%s: resuming at step %d", cfg.name, state.step)
+        step = make_step(model, task, opt, cfg, device, step_mode)  # after loading: a graph step re-tensorises lr
         run.write_metrics(state.rows)  # drop rows logged after the checkpoint we resume from
         run.set_status("running", step=state.step)
 
@@ -168,17 +223,9 @@ def train(
         model.train()
         while state.step < end:
             n_dims, n_points = schedule(cfg.curriculum, state.step)
-            batch = task.sample(cfg.train.batch_size, n_points, n_dims, generator=data_gen).to(device)
-            with autocast:
-                pred = step_fn(batch)
-            loss = task.loss(pred.float(), batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.train.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-            opt.step()
+            batch = task.sample(cfg.train.batch_size, n_points, n_dims, generator=data_gen)  # on the host
+            pending.append(step(batch))  # detached loss on the device, read back at log points only
             sched.step()
-            pending.append(loss.detach())
             state.step += 1
 
             s = state.step
@@ -213,17 +260,19 @@ def train(
                     run.save_checkpoint(_checkpoint(model, opt, sched, data_gen, state, device))
                     run.write_metrics(state.rows)
                     run.set_status("running", step=s)
+            yield s
         if bar is not None:
             bar.close()
         elapsed = time.perf_counter() - started
 
     if state.step < cfg.train.steps:
-        return run  # stopped early on request; resumable
-    _finish(cfg, run, model, task, eval_set, device, steps_this_call=state.step - first, seconds=elapsed)
-    return run
+        return  # stopped early on request; resumable
+    _finish(cfg, run, model, task, eval_set, device, steps_this_call=state.step - first, seconds=elapsed,
+            step_mode=step.mode)
 
 
-def _finish(cfg, run: Run, model, task, eval_set, device, *, steps_this_call: int, seconds: float) -> None:
+def _finish(cfg, run: Run, model, task, eval_set, device, *, steps_this_call: int, seconds: float,
+            step_mode: str) -> None:
     """Final evaluation, provenance, and the `complete` mark (written last)."""
     result: dict[str, Any] = {"n_points": eval_points(cfg), "curve": evaluate_batches(model, task, eval_set, device)
                               .to_dict()}
@@ -243,7 +292,7 @@ def _finish(cfg, run: Run, model, task, eval_set, device, *, steps_this_call: in
 
     backend = last_backend() if {"mamba", "mamba_s4"} & set(cfg.model.layers) else None
     run.write_json("provenance.json", provenance(device, scan_backend=backend, train_seconds=round(seconds, 3),
-                                                 steps_timed=steps_this_call))
+                                                 steps_timed=steps_this_call, step_mode=step_mode))
     run.set_status("complete", step=cfg.train.steps)
 
 

@@ -106,6 +106,16 @@ def check_sample_args(batch_size: int, n_points: int, n_dims_active: int | None,
     return n_dims_active
 
 
+def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Mean of `values` [B, N] over the entries where `mask` [B, N] is set, without boolean indexing.
+
+    Equal to `values[mask].mean()` (NaN for an empty mask) but free of the host synchronisation that boolean
+    indexing needs, so losses built on it can run inside a captured CUDA graph.
+    """
+    weights = mask.to(values.dtype)
+    return (values * weights).sum() / weights.sum()
+
+
 class Predictor(Protocol):
     """Anything that maps a Batch to predictions: a model, or a baseline."""
 

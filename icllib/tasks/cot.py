@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from icllib.config import ConfigError
-from icllib.tasks.base import TASKS, Batch, IOSpec, Predictor, Task
+from icllib.tasks.base import TASKS, Batch, IOSpec, Predictor, Task, masked_mean
 from icllib.tasks.regression import gaussian_points
 
 
@@ -64,7 +64,7 @@ class CoTIO(Task):
         k = self.hidden
         loss_s = (pred[..., :k] - batch.extras["s"]).pow(2).sum(-1)  # [B, N], summed over k
         loss_y = (pred[..., k] - batch.ys).pow(2)  # [B, N]
-        return (loss_s + loss_y)[batch.loss_mask].mean()
+        return masked_mean(loss_s + loss_y, batch.loss_mask)
 
     def metric(self, pred: Tensor, batch: Batch) -> Tensor:
         d_active = batch.meta.get("n_dims_active", self.n_dims)

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from icllib.config import ConfigError
-from icllib.tasks.base import TASKS, Batch, IOSpec, Task, check_sample_args
+from icllib.tasks.base import TASKS, Batch, IOSpec, Task, check_sample_args, masked_mean
 
 
 def sphere_points(shape: tuple[int, ...], n_dims: int, n_dims_active: int | None, generator: torch.Generator) -> Tensor:
@@ -90,7 +90,7 @@ class VectorMQAR(Task):
         return Batch(xs, ys, mask, extras={"keys": keys, "values": values, "query_index": idx})
 
     def loss(self, pred: Tensor, batch: Batch) -> Tensor:
-        return (pred - batch.ys).pow(2).mean(-1)[batch.loss_mask].mean()
+        return masked_mean((pred - batch.ys).pow(2).mean(-1), batch.loss_mask)
 
     def metric(self, pred: Tensor, batch: Batch) -> Tensor:
         """[B, T]: 1.0 where the nearest value (by inner product) to the prediction is the target, else 0."""

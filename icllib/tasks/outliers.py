@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from icllib.config import ConfigError
-from icllib.tasks.base import TASKS, Batch, IOSpec, Task
+from icllib.tasks.base import TASKS, Batch, IOSpec, Task, masked_mean
 from icllib.tasks.regression import gaussian_points
 
 
@@ -102,7 +102,7 @@ class _OutlierRegression(Task):
         return xs, ys, w, outlier
 
     def loss(self, pred: Tensor, batch: Batch) -> Tensor:
-        return (pred[..., 0] - batch.ys).pow(2)[batch.loss_mask].mean()
+        return masked_mean((pred[..., 0] - batch.ys).pow(2), batch.loss_mask)
 
     def metric(self, pred: Tensor, batch: Batch) -> Tensor:
         return (pred[..., 0] - batch.ys).pow(2) / self.n_dims  # [B, N], meaningful where loss_mask

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from icllib.config import ConfigError
-from icllib.tasks.base import TASKS, Batch, IOSpec, Task, check_sample_args
+from icllib.tasks.base import TASKS, Batch, IOSpec, Task, check_sample_args, masked_mean
 
 
 class TokenTask(Task):
@@ -52,7 +52,8 @@ class TokenTask(Task):
         return IOSpec("tokens", d_in=self.vocab_size, d_out=self.vocab_size)
 
     def loss(self, pred: Tensor, batch: Batch) -> Tensor:
-        return F.cross_entropy(pred[batch.loss_mask], batch.ys[batch.loss_mask])
+        nll = F.cross_entropy(pred.flatten(0, 1), batch.ys.flatten(), reduction="none")  # [B * T]
+        return masked_mean(nll.view_as(batch.ys).to(pred.dtype), batch.loss_mask)
 
     def metric(self, pred: Tensor, batch: Batch) -> Tensor:
         return ((pred.argmax(-1) == batch.ys) & batch.loss_mask).to(pred.dtype)  # [B, T]

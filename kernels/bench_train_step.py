@@ -1,0 +1,235 @@
+"""Training-step speed: eager vs CUDA-graph step per preset and scale, vs sequence length, and sweeps of 8 runs.
+
+    PYTHONPATH=. python kernels/bench_train_step.py --out kernels/results/2026-12-02-h200-train_step.json
+    PYTHONPATH=. python kernels/bench_train_step.py --parts steps sweep --out ...
+
+Prints one JSON row per measurement and writes all rows (with provenance) to --out after every part, so a run cut
+short keeps what it measured. Parts:
+
+  steps    every preset × scale (smoke, paper, full) × step mode (eager, graph), linear regression d=20, batch 64,
+           41 points (82 tokens), fp32, Adam (fused), clip 10, the full host loop (sampling on the CPU included).
+           ms_median: median over `--steps` steps (after warm-up) of the CUDA-event interval between consecutive
+           steps, i.e. the step time as training sees it; ms_wall: wall time / steps; replay_ms (graph only): the
+           captured graph replayed back to back without sampling, i.e. the GPU's share.
+  backends mamba presets with the pure-torch reference scan instead of Triton (paper and full scale, both modes).
+  compile  the four target presets at full scale with torch.compile inside the graph (compile time recorded).
+  lengths  transformer and mamba at full scale vs tokens 82 → 4098, batch 16, eager and graph.
+  profile  kernel count and top kernels of one graph replay of the four target presets at full scale.
+  sweep    8 identical small runs (Mamba, paper scale, 1000 steps, 8 seeds): `train` one after another vs
+           `train_many` (8 CUDA streams, one process) vs `sweep.run(executor="local", jobs_per_gpu=8)` (8 processes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from icllib.config import CurriculumConfig, EvalConfig, RunConfig, TaskConfig, TrainConfig  # noqa: E402
+from icllib.models import build_model, presets  # noqa: E402
+from icllib.repro import provenance, train_generator  # noqa: E402
+from icllib.step import make_step  # noqa: E402
+from icllib.store import RunStore  # noqa: E402
+from icllib.tasks import build_task  # noqa: E402
+from icllib.train import build_optimizer, lr_lambda, train, train_many  # noqa: E402
+
+TARGETS = ("transformer", "mamba", "mambaformer", "standard_hybrid")
+ROWS: list[dict[str, Any]] = []
+
+
+def emit(row: dict[str, Any]) -> None:
+    ROWS.append(row)
+    print(json.dumps(row), flush=True)
+
+
+def run_config(model, steps: int = 1000, n_points: int = 41, batch: int = 64, seed: int = 0, **train_kw) -> RunConfig:
+    return RunConfig(
+        name=f"bench_s{seed}", seed=seed, task=TaskConfig("linear_regression", n_dims=20), model=model,
+        train=TrainConfig(steps=steps, batch_size=batch, lr=1e-4, grad_clip=10.0, eval_every=steps, ckpt_every=steps,
+                          log_every=100, **train_kw),
+        curriculum=CurriculumConfig(dims_start=20, dims_end=20, points_start=n_points, points_end=n_points),
+        eval=EvalConfig(n_examples=640),
+    )
+
+
+def time_steps(cfg: RunConfig, mode: str, steps: int, warmup: int = 10) -> dict[str, Any]:
+    """Per-step time of the training step as `train` drives it (host sampling + step + lr schedule)."""
+    device = torch.device("cuda")
+    task = build_task(cfg.task)
+    model = build_model(cfg.model, task.io(), seed=0).to(device)
+    opt = build_optimizer(cfg, model, device)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
+    t0 = time.perf_counter()
+    step = make_step(model, task, opt, cfg, device, mode)
+    gen = train_generator(0)
+    b, n = cfg.train.batch_size, cfg.curriculum.points_end
+    for _ in range(warmup):
+        step(task.sample(b, n, generator=gen))
+        sched.step()
+    torch.cuda.synchronize()
+    setup_s = time.perf_counter() - t0
+    events = [torch.cuda.Event(enable_timing=True) for _ in range(steps + 1)]
+    events[0].record()
+    t0 = time.perf_counter()
+    for i in range(steps):
+        step(task.sample(b, n, generator=gen))
+        sched.step()
+        events[i + 1].record()
+    torch.cuda.synchronize()
+    wall = time.perf_counter() - t0
+    intervals = [events[i].elapsed_time(events[i + 1]) for i in range(steps)]
+    out: dict[str, Any] = {"ms_median": round(statistics.median(intervals), 4), "ms_wall": round(1e3 * wall / steps, 4),
+                           "setup_s": round(setup_s, 2), "tokens_per_s": round(b * 2 * n * steps / wall),
+                           "params": sum(p.numel() for p in model.parameters())}
+    if mode == "graph":
+        graph = step._graph
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(50):
+            graph.replay()
+        stop.record()
+        torch.cuda.synchronize()
+        out["replay_ms"] = round(start.elapsed_time(stop) / 50, 4)
+    return out
+
+
+def part_steps(args) -> None:
+    for scale in ("smoke", "paper", "full"):
+        for name, factory in presets.PRESETS.items():
+            for mode in ("eager", "graph"):
+                measure(kind="step", preset=name, scale=scale, mode=mode, backend="auto",
+                        cfg=run_config(factory(scale)), steps=args.steps)
+
+
+def part_backends(args) -> None:
+    for scale in ("paper", "full"):
+        for name in ("mamba", "mambaformer"):
+            model = dataclasses.replace(presets.PRESETS[name](scale), scan_backend="ref")
+            for mode in ("eager", "graph"):
+                measure(kind="backend", preset=name, scale=scale, mode=mode, backend="ref", cfg=run_config(model),
+                        steps=min(args.steps, 40), warmup=3)  # the reference scan is a loop over L: slow eager
+
+
+def part_compile(args) -> None:
+    for name in TARGETS:
+        measure(kind="compile", preset=name, scale="full", mode="graph", backend="auto", compile=True,
+                cfg=run_config(presets.PRESETS[name]("full"), compile=True), steps=args.steps)
+
+
+def part_lengths(args) -> None:
+    for name in ("transformer", "mamba"):
+        for n_points in (41, 101, 257, 513, 1025, 2049):
+            model = dataclasses.replace(presets.PRESETS[name]("full"), max_len=4 * n_points)
+            for mode in ("eager", "graph"):
+                measure(kind="length", preset=name, scale="full", mode=mode, backend="auto", batch=16,
+                        cfg=run_config(model, n_points=n_points, batch=16), steps=max(30, args.steps // 5), warmup=3)
+
+
+def measure(cfg: RunConfig, steps: int, warmup: int = 10, **row: Any) -> None:
+    row = {**row, "batch": cfg.train.batch_size, "tokens": 2 * cfg.curriculum.points_end}
+    try:
+        row.update(time_steps(cfg, row["mode"], steps, warmup))
+    except Exception as e:  # a row that fails is recorded, not fatal
+        row["error"] = f"{type(e).__name__}: {e}"[:400]
+        traceback.print_exc()
+    torch.cuda.empty_cache()
+    emit(row)
+
+
+def part_profile(args) -> None:
+    from torch.profiler import ProfilerActivity, profile
+
+    for name in TARGETS:
+        cfg = run_config(presets.PRESETS[name]("full"))
+        device = torch.device("cuda")
+        task = build_task(cfg.task)
+        model = build_model(cfg.model, task.io(), seed=0).to(device)
+        opt = build_optimizer(cfg, model, device)
+        step = make_step(model, task, opt, cfg, device, "graph")
+        gen = train_generator(0)
+        for _ in range(3):
+            step(task.sample(64, 41, generator=gen))
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            step._graph.replay()
+            torch.cuda.synchronize()
+        kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+        by_name: dict[str, list[float]] = {}
+        for e in kernels:
+            by_name.setdefault(e.name[:80], []).append(e.device_time)
+        top = sorted(by_name.items(), key=lambda kv: -sum(kv[1]))[:12]
+        emit({"kind": "profile", "preset": name, "scale": "full", "mode": "graph", "kernels": len(kernels),
+              "kernel_us_total": round(sum(e.device_time for e in kernels), 1),
+              "top": [{"name": k, "count": len(v), "us": round(sum(v), 1)} for k, v in top]})
+
+
+def part_sweep(args) -> None:
+    configs = [run_config(presets.mamba("paper"), steps=args.sweep_steps, seed=s) for s in range(8)]
+    with tempfile.TemporaryDirectory() as tmp:
+        for how in ("sequential", "train_many", "processes"):
+            store = RunStore(Path(tmp) / how)
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            row: dict[str, Any] = {"kind": "sweep", "how": how, "runs": len(configs), "steps": args.sweep_steps,
+                                   "preset": "mamba", "scale": "paper", "mode": "graph"}
+            try:
+                if how == "sequential":
+                    for cfg in configs:
+                        train(cfg, store, device="cuda", progress=False)
+                elif how == "train_many":
+                    train_many(configs, store, device="cuda", concurrency=8)
+                else:
+                    from icllib import sweep
+
+                    sweep.run(configs, "local", store=store, jobs_per_gpu=8, folder=Path(tmp) / "submitit")
+                torch.cuda.synchronize()
+                row["wall_s"] = round(time.perf_counter() - t0, 2)
+                row["final_eval"] = [round(store.get(c).read_json("eval.json")["curve"]["mean"][-1], 4)
+                                     for c in configs]
+            except Exception as e:
+                row["error"] = f"{type(e).__name__}: {e}"[:400]
+                traceback.print_exc()
+            emit(row)
+    walls = {r["how"]: r.get("wall_s") for r in ROWS if r.get("kind") == "sweep"}
+    if walls.get("sequential"):
+        for how, wall in walls.items():
+            if wall:
+                print(json.dumps({"kind": "sweep_speedup", "how": how, "vs_sequential": round(walls["sequential"]
+                                                                                             / wall, 2)}))
+
+
+PARTS = {"steps": part_steps, "backends": part_backends, "lengths": part_lengths, "profile": part_profile,
+         "sweep": part_sweep, "compile": part_compile}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS))
+    parser.add_argument("--steps", type=int, default=200, help="timed steps per row (after warm-up)")
+    parser.add_argument("--sweep-steps", type=int, default=1000)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("bench_train_step: needs a CUDA device")
+    for part in args.parts:
+        t0 = time.perf_counter()
+        PARTS[part](args)
+        print(json.dumps({"part": part, "seconds": round(time.perf_counter() - t0, 1)}), flush=True)
+        if args.out:
+            args.out.write_text(json.dumps({"provenance": provenance("cuda"), "rows": ROWS}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
