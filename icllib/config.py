@@ -174,8 +174,8 @@ class TrainConfig:
         _require(self.warmup_steps >= 0, f"train.warmup_steps: must be >= 0, got {self.warmup_steps}")
         _require(self.grad_clip >= 0, f"train.grad_clip: must be >= 0 (0 disables), got {self.grad_clip}")
         _require(
-            self.precision in ("fp32", "bf16"),
-            f"train.precision: {self.precision!r} is not 'fp32' or 'bf16'",
+            self.precision in ("fp32", "tf32", "bf16"),
+            f"train.precision: {self.precision!r} is not one of 'fp32', 'tf32', 'bf16'",
         )
         for name in ("eval_every", "ckpt_every", "log_every"):
             value = getattr(self, name)

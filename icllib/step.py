@@ -23,9 +23,10 @@ How it stays the eager step:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -51,6 +52,23 @@ def resolve_mode(mode: str | None, device: torch.device) -> str:
     return mode
 
 
+@contextlib.contextmanager
+def tf32_matmuls(enabled: bool) -> Iterator[None]:
+    """fp32 matmuls and convolutions on TF32 tensor cores inside the block (train.precision="tf32"), then back."""
+    if not enabled:
+        yield
+        return
+    settings = (torch.backends.cuda.matmul, torch.backends.cudnn.conv)
+    old = [s.fp32_precision for s in settings]
+    for s in settings:
+        s.fp32_precision = "tf32"
+    try:
+        yield
+    finally:
+        for s, value in zip(settings, old, strict=True):
+            s.fp32_precision = value
+
+
 class EagerStep:
     """The reference step: exactly what a hand-written PyTorch loop does."""
 
@@ -63,13 +81,15 @@ class EagerStep:
         self.forward: Callable[[Batch], Tensor] = torch.compile(model) if cfg.train.compile else model
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16",
                                        cache_enabled=False)  # cached casts would be stale inside a graph replay
+        self.tf32 = cfg.train.precision == "tf32"
 
     def body(self, batch: Batch) -> Tensor:
         """Forward, loss, backward, clip, optimizer step on a device batch; returns the detached loss."""
-        with self.autocast:
-            pred = self.forward(batch)
-        loss = self.task.loss(pred.float(), batch)
-        loss.backward()
+        with tf32_matmuls(self.tf32):
+            with self.autocast:
+                pred = self.forward(batch)
+            loss = self.task.loss(pred.float(), batch)
+            loss.backward()
         if self.clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)  # no host sync: capturable
         self.opt.step()

@@ -245,7 +245,7 @@ def _training(
                 pending.clear()
                 state.pending = []
                 row: dict[str, Any] = {"step": s, "loss": float(losses[-1]), "loss_mean": float(losses.mean()),
-                                       "lr": sched.get_last_lr()[0], "n_dims": n_dims, "n_points": n_points}
+                                       "lr": float(sched.get_last_lr()[0]), "n_dims": n_dims, "n_points": n_points}
                 if s % cfg.train.eval_every == 0 or s == cfg.train.steps:
                     curve = evaluate_batches(model, task, eval_set, device)
                     row["eval"] = curve.mean

@@ -12,9 +12,13 @@ short keeps what it measured. Parts:
            steps, i.e. the step time as training sees it; ms_wall: wall time / steps; replay_ms (graph only): the
            captured graph replayed back to back without sampling, i.e. the GPU's share.
   backends mamba presets with the pure-torch reference scan instead of Triton (paper and full scale, both modes).
-  compile  the four target presets at full scale with torch.compile inside the graph (compile time recorded).
-  lengths  transformer and mamba at full scale vs tokens 82 → 4098, batch 16, eager and graph.
-  profile  kernel count and top kernels of one graph replay of the four target presets at full scale.
+  precision the four target presets (transformer, mamba, mambaformer, standard_hybrid) at full scale in TF32 and
+           bf16 autocast, eager and graph.
+  compile  the four target presets at full scale, bf16, with torch.compile inside the graph (compile time included
+           in setup_s).
+  lengths  transformer and mamba at full scale vs tokens 82 → 4098, batch 16, fp32, eager and graph.
+  profile  kernels of one graph replay of the four target presets at full scale (fp32, bf16): count, device time
+           per category (matmul, scan, attention, optimizer, reduction, elementwise/other), top kernels.
   sweep    8 identical small runs (Mamba, paper scale, 1000 steps, 8 seeds): `train` one after another vs
            `train_many` (8 CUDA streams, one process) vs `sweep.run(executor="local", jobs_per_gpu=8)` (8 processes).
 """
@@ -122,15 +126,23 @@ def part_backends(args) -> None:
                         steps=min(args.steps, 40), warmup=3)  # the reference scan is a loop over L: slow eager
 
 
+def part_precision(args) -> None:
+    for name in TARGETS:
+        for precision in ("tf32", "bf16"):
+            for mode in ("eager", "graph"):
+                measure(kind="precision", preset=name, scale="full", mode=mode, backend="auto",
+                        cfg=run_config(presets.PRESETS[name]("full"), precision=precision), steps=args.steps)
+
+
 def part_compile(args) -> None:
     for name in TARGETS:
         measure(kind="compile", preset=name, scale="full", mode="graph", backend="auto", compile=True,
-                cfg=run_config(presets.PRESETS[name]("full"), compile=True), steps=args.steps)
+                cfg=run_config(presets.PRESETS[name]("full"), compile=True, precision="bf16"), steps=args.steps)
 
 
 def part_lengths(args) -> None:
     for name in ("transformer", "mamba"):
-        for n_points in (41, 101, 257, 513, 1025, 2049):
+        for n_points in (41, 129, 513, 2049):
             model = dataclasses.replace(presets.PRESETS[name]("full"), max_len=4 * n_points)
             for mode in ("eager", "graph"):
                 measure(kind="length", preset=name, scale="full", mode=mode, backend="auto", batch=16,
@@ -138,7 +150,8 @@ def part_lengths(args) -> None:
 
 
 def measure(cfg: RunConfig, steps: int, warmup: int = 10, **row: Any) -> None:
-    row = {**row, "batch": cfg.train.batch_size, "tokens": 2 * cfg.curriculum.points_end}
+    row = {**row, "precision": cfg.train.precision, "batch": cfg.train.batch_size,
+           "tokens": 2 * cfg.curriculum.points_end}
     try:
         row.update(time_steps(cfg, row["mode"], steps, warmup))
     except Exception as e:  # a row that fails is recorded, not fatal
@@ -148,31 +161,52 @@ def measure(cfg: RunConfig, steps: int, warmup: int = 10, **row: Any) -> None:
     emit(row)
 
 
+KERNEL_KINDS = (  # (category, substrings of a kernel name), first match wins
+    ("optimizer", ("adam", "multi_tensor", "foreach")),
+    ("scan", ("selective", "scan")),
+    ("attention", ("flash", "fmha", "attention", "sdpa", "efficient")),
+    ("matmul", ("gemm", "cutlass", "sm90", "sm80", "cublas", "nvjet", "splitk")),
+    ("reduction", ("reduce", "norm", "sum", "softmax")),
+)
+
+
+def kernel_kind(name: str) -> str:
+    low = name.lower()
+    return next((kind for kind, keys in KERNEL_KINDS if any(k in low for k in keys)), "elementwise/other")
+
+
 def part_profile(args) -> None:
+    """Kernels of one graph replay (full scale): count, total device time, time per category, top kernels."""
     from torch.profiler import ProfilerActivity, profile
 
-    for name in TARGETS:
-        cfg = run_config(presets.PRESETS[name]("full"))
-        device = torch.device("cuda")
-        task = build_task(cfg.task)
-        model = build_model(cfg.model, task.io(), seed=0).to(device)
-        opt = build_optimizer(cfg, model, device)
-        step = make_step(model, task, opt, cfg, device, "graph")
-        gen = train_generator(0)
-        for _ in range(3):
-            step(task.sample(64, 41, generator=gen))
-        torch.cuda.synchronize()
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            step._graph.replay()
+    for precision in ("fp32", "bf16"):
+        for name in TARGETS:
+            cfg = run_config(presets.PRESETS[name]("full"), precision=precision)
+            device = torch.device("cuda")
+            task = build_task(cfg.task)
+            model = build_model(cfg.model, task.io(), seed=0).to(device)
+            opt = build_optimizer(cfg, model, device)
+            step = make_step(model, task, opt, cfg, device, "graph")
+            gen = train_generator(0)
+            for _ in range(3):
+                step(task.sample(64, 41, generator=gen))
             torch.cuda.synchronize()
-        kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
-        by_name: dict[str, list[float]] = {}
-        for e in kernels:
-            by_name.setdefault(e.name[:80], []).append(e.device_time)
-        top = sorted(by_name.items(), key=lambda kv: -sum(kv[1]))[:12]
-        emit({"kind": "profile", "preset": name, "scale": "full", "mode": "graph", "kernels": len(kernels),
-              "kernel_us_total": round(sum(e.device_time for e in kernels), 1),
-              "top": [{"name": k, "count": len(v), "us": round(sum(v), 1)} for k, v in top]})
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                step._graph.replay()
+                torch.cuda.synchronize()
+            kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+            by_name: dict[str, list[float]] = {}
+            by_kind: dict[str, float] = {}
+            for e in kernels:
+                by_name.setdefault(e.name[:90], []).append(e.device_time)
+                by_kind[kernel_kind(e.name)] = by_kind.get(kernel_kind(e.name), 0.0) + e.device_time
+            top = sorted(by_name.items(), key=lambda kv: -sum(kv[1]))[:10]
+            emit({"kind": "profile", "preset": name, "scale": "full", "mode": "graph", "precision": precision,
+                  "kernels": len(kernels), "kernel_us_total": round(sum(e.device_time for e in kernels), 1),
+                  "us_by_kind": {k: round(v, 1) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},
+                  "top": [{"name": k, "count": len(v), "us": round(sum(v), 1)} for k, v in top]})
+            del step, opt, model
+            torch.cuda.empty_cache()
 
 
 def part_sweep(args) -> None:
@@ -210,8 +244,8 @@ def part_sweep(args) -> None:
                                                                                              / wall, 2)}))
 
 
-PARTS = {"steps": part_steps, "backends": part_backends, "lengths": part_lengths, "profile": part_profile,
-         "sweep": part_sweep, "compile": part_compile}
+PARTS = {"steps": part_steps, "precision": part_precision, "backends": part_backends, "lengths": part_lengths,
+         "profile": part_profile, "sweep": part_sweep, "compile": part_compile}
 
 
 def main() -> None:
