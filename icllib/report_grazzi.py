@@ -1,0 +1,337 @@
+"""Tables and figures for the Grazzi et al. and Mamba-paper notebooks (07 regression variants and length
+extrapolation, 08 layer probing, 09 selective copying and induction heads). Notebooks hold calls only; this is
+where their aggregation and plotting lives.
+
+    configs = select(experiments.regression_variants_extrapolation(profile), tasks=["linear_regression"])
+    results = load_results(configs)                     # load_or_train each run, read its eval.json
+    segment_table(results)                              # error per model on [0, n), [n, 2n), [2n, 4n)
+    fig = plot_curves(results, {task: baseline_curves(cfg, ["least_squares"], 164, 128)})
+
+A `Result` is one run's final evaluation (train.py's eval.json): the error or accuracy per in-context position at
+the trained length (`curve`), at longer lengths (`extrapolation`, Grazzi et al.'s and the Mamba paper's length
+generalisation) and per layer of a linear probe (`probe`, 0 = the read-in, l = after block l). Positions where no
+prompt was scored (token tasks read only some positions) have count 0 and are skipped everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from icllib import plotting
+from icllib.baselines import BASELINES, applicable
+from icllib.config import RunConfig, config_hash
+from icllib.evaluate import Curve, evaluate_batches, sample_eval_batches
+from icllib.repro import eval_generator
+from icllib.store import Run, RunStore
+from icllib.tasks import build_task
+from icllib.train import load_or_train
+
+log = logging.getLogger(__name__)
+
+Z90 = 1.645  # a 90% band is mean ± 1.645·sem (Garg et al.'s bootstrap interval, to first order)
+BASELINE_STYLES: dict[str, dict[str, object]] = {
+    "least_squares": {"color": "0.35", "ls": "--"},
+    "ridge": {"color": "0.55", "ls": "-."},
+    "averaging": {"color": "0.6", "ls": ":"},
+    "knn": {"color": "0.7", "ls": ":"},
+}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# runs → results
+
+
+def model_name(cfg: RunConfig) -> str:
+    """The architecture key of an experiment's run: the part of its name after the task name.
+
+        >>> model_name(experiments.probing("smoke")[1])   # name "probe_skewed_linear_regression_mamba"
+        'mamba'
+    """
+    head, sep, tail = cfg.name.rpartition(f"{cfg.task.name}_")
+    if not sep or not tail:
+        raise ValueError(f"run name {cfg.name!r} does not end with '<task>_<model>' (task {cfg.task.name!r})")
+    return tail
+
+
+def select(configs: Sequence[RunConfig], tasks: Sequence[str] | None = None,
+           models: Sequence[str] | None = None) -> list[RunConfig]:
+    """The configs whose task is in `tasks` and model in `models` (None keeps all), in their original order.
+    A requested task or model that no config has raises ValueError naming the known ones."""
+    for wanted, known in ((tasks, [c.task.name for c in configs]), (models, [model_name(c) for c in configs])):
+        missing = sorted(set(wanted or ()) - set(known))
+        if missing:
+            names = ", ".join(dict.fromkeys(known))
+            raise ValueError(f"select: {missing[0]!r} is not in this experiment; known: {names}")
+    return [c for c in configs
+            if (tasks is None or c.task.name in tasks) and (models is None or model_name(c) in models)]
+
+
+@dataclass(frozen=True)
+class Result:
+    """One complete run's final evaluation, keyed by what the figures group on."""
+
+    task: str
+    model: str
+    config_hash: str
+    n_points: int  # the trained prompt length (the length of `curve`)
+    n_layers: int  # blocks in the backbone (probe layers run 0..n_layers)
+    curve: Curve  # [n_points] metric per position
+    extrapolation: dict[int, Curve] = field(default_factory=dict)  # length -> Curve [length]
+    probe: dict[int, Curve] = field(default_factory=dict)  # layer -> Curve [n_points]
+
+    @property
+    def metric(self) -> str:
+        return self.curve.metric
+
+
+def result_of(run: Run) -> Result:
+    """The `Result` of a complete run, read from its eval.json."""
+    data = run.read_json("eval.json")
+    return Result(
+        task=run.cfg.task.name,
+        model=model_name(run.cfg),
+        config_hash=config_hash(run.cfg),
+        n_points=int(data["n_points"]),
+        n_layers=len(run.cfg.model.layers),
+        curve=Curve.from_dict(data["curve"]),
+        extrapolation={int(n): Curve.from_dict(c) for n, c in data.get("extrapolation", {}).items()},
+        probe={int(layer): Curve.from_dict(c) for layer, c in data.get("probe", {}).items()},
+    )
+
+
+def load_results(configs: Sequence[RunConfig], store: RunStore | None = None, *,
+                 progress: bool = False) -> list[Result]:
+    """`load_or_train` every config (stored runs are read, missing ones trained) and return their Results."""
+    out = []
+    for cfg in configs:
+        run = load_or_train(cfg, store, progress=progress)
+        out.append(result_of(run))
+        log.info("%s: %s", cfg.name, run.dir)
+    return out
+
+
+def baseline_curves(cfg: RunConfig, names: Sequence[str], n_points: int, n_examples: int) -> dict[str, Curve]:
+    """The classical baselines in `names` that apply to `cfg`'s task (`baselines.applicable`), each scored per
+    position on the same `n_examples` prompts of `n_points` points, drawn from the run's evaluation seed range.
+
+    The prompts are fresh ones of the run's distribution, not its exact eval prompts; for these i.i.d. regression
+    families the first n positions of a long prompt are distributed like an n-point prompt, so one long evaluation
+    serves both the in-range and the extrapolation panels. Returns {name: Curve [n_points]}.
+    """
+    task = build_task(cfg.task)
+    batches = sample_eval_batches(task, n_points, n_examples, eval_generator(cfg.seed))
+    usable = [n for n in names if n in applicable(cfg.task.name)]
+    return {n: evaluate_batches(BASELINES.build(n), task, batches) for n in usable}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# tables
+
+
+def _multiple(k: int, n: int) -> str:
+    """A position as a multiple of the trained length n: 0, n, 2n, ..."""
+    return "0" if k == 0 else "n" if k == n else f"{k / n:g}n"
+
+
+def _segment_mean(curve: Curve, start: int, end: int) -> float:
+    """Mean metric over positions [start, end) that have scored prompts (NaN if none)."""
+    vals = [m for m, c in zip(curve.mean[start:end], curve.count[start:end], strict=True) if c > 0]
+    return float(np.mean(vals)) if vals else math.nan
+
+
+def segment_table(results: Sequence[Result]) -> pd.DataFrame:
+    """Error per (task, model) on position segments: "0-n" from the trained-length curve, then "n-2n" and "2n-4n"
+    from the longest extrapolation curve (n = trained points). Columns task, model, segment, start, end,
+    error, ratio (the segment's error over the error on the last quarter of [0, n), the well-fitted regime)."""
+    rows = []
+    for r in results:
+        n = r.n_points
+        base = _segment_mean(r.curve, 3 * n // 4, n)
+        rows.append({"task": r.task, "model": r.model, "segment": "0-n", "start": 0, "end": n,
+                     "error": _segment_mean(r.curve, 0, n), "ratio": 1.0})
+        if r.extrapolation:
+            longest = r.extrapolation[max(r.extrapolation)]
+            edges = sorted({n, *r.extrapolation})
+            for start, end in zip(edges[:-1], edges[1:], strict=True):
+                err = _segment_mean(longest, start, end)
+                rows.append({"task": r.task, "model": r.model, "segment": f"{_multiple(start, n)}-{_multiple(end, n)}",
+                             "start": start, "end": end, "error": err, "ratio": err / base if base > 0 else math.nan})
+    return pd.DataFrame(rows)
+
+
+def wide(table: pd.DataFrame, columns: str, value: str) -> pd.DataFrame:
+    """`table` pivoted to one row per (task, model) and one column per value of `columns`, both kept in the order
+    they first appear (not sorted), e.g. `wide(segment_table(results), "segment", "error")`."""
+    out = table.pivot(index=["task", "model"], columns=columns, values=value)
+    rows = pd.MultiIndex.from_frame(table[["task", "model"]].drop_duplicates())
+    return out.reindex(index=rows, columns=list(dict.fromkeys(table[columns])))
+
+
+def length_table(results: Sequence[Result]) -> pd.DataFrame:
+    """The summary metric (mean over scored positions, e.g. accuracy at the read-out tokens) per test length.
+    Columns task, model, length, trained (the length trained on), metric, value."""
+    rows = []
+    for r in results:
+        for length, curve in sorted({r.n_points: r.curve, **r.extrapolation}.items()):
+            rows.append({"task": r.task, "model": r.model, "length": length, "trained": length == r.n_points,
+                         "metric": r.metric, "value": curve.summary()})
+    return pd.DataFrame(rows)
+
+
+def probe_table(results: Sequence[Result], start: int = 0) -> pd.DataFrame:
+    """Probe error per layer, averaged over positions `start..`, with the model's own output as the last row
+    (layer "output"). Columns task, model, layer, depth (layer / n_layers), error."""
+    rows = []
+    for r in results:
+        if not r.probe:
+            raise ValueError(f"{r.task}/{r.model}: eval.json has no 'probe' (the run was not configured to probe)")
+        for layer, curve in sorted(r.probe.items()):
+            rows.append({"task": r.task, "model": r.model, "layer": str(layer), "depth": layer / r.n_layers,
+                         "error": curve.summary(start)})
+        rows.append({"task": r.task, "model": r.model, "layer": "output", "depth": 1.0,
+                     "error": r.curve.summary(start)})
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# figures
+
+
+def _tasks(results: Sequence[Result]) -> list[str]:
+    return list(dict.fromkeys(r.task for r in results))
+
+
+def _panels(n: int, width: float = 4.2, height: float = 3.2, cols: int = 3) -> tuple[Figure, list[Axes]]:
+    cols = min(cols, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.axis("off")
+    return fig, flat[:n]
+
+
+def _draw(ax: Axes, curve: Curve, limit: int | None = None, **style: object) -> None:
+    """Mean ± 90% band of the scored positions of `curve` (the first `limit` positions)."""
+    mean, sem, count = (np.asarray(v[:limit], dtype=float) for v in (curve.mean, curve.sem, curve.count))
+    x = np.flatnonzero(count > 0)
+    line = ax.plot(x, mean[x], **style)[0]
+    band = np.nan_to_num(sem[x])
+    ax.fill_between(x, mean[x] - Z90 * band, mean[x] + Z90 * band, color=line.get_color(), alpha=0.15, lw=0)
+
+
+def _baselines(ax: Axes, curves: dict[str, Curve], limit: int) -> None:
+    for name, curve in curves.items():
+        style = BASELINE_STYLES.get(name, {"color": "0.5", "ls": ":"})
+        _draw(ax, curve, limit, lw=1.2, label=name.replace("_", " "), **style)
+
+
+def plot_curves(results: Sequence[Result], baselines: dict[str, dict[str, Curve]] | None = None,
+                ylim: tuple[float, float] = (-0.05, 1.6)) -> Figure:
+    """One panel per task: each model's error vs in-context examples up to its trained length, with the
+    baselines of that task (`baselines[task][name]`, drawn on the same range) and the zero predictor's level."""
+    tasks = _tasks(results)
+    fig, axes = _panels(len(tasks))
+    for ax, task in zip(axes, tasks, strict=True):
+        group = [r for r in results if r.task == task]
+        n = group[0].n_points
+        for r in group:
+            _draw(ax, r.curve, color=plotting.color(r.model), label=r.model)
+        _baselines(ax, (baselines or {}).get(task, {}), n)
+        ax.axhline(1.0, color="0.75", ls=":", lw=1)
+        ax.set(title=task.replace("_", " "), xlabel="in-context examples $i$", ylim=ylim)
+    axes[0].set_ylabel("normalized squared error")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_extrapolation(results: Sequence[Result], baselines: dict[str, dict[str, Curve]] | None = None,
+                       ymax: float = 10.0) -> Figure:
+    """One panel per task: each model's error per position on the longest evaluated prompts (log scale), a
+    vertical line at the trained length, and the baselines on prompts of the same length."""
+    tasks = _tasks(results)
+    fig, axes = _panels(len(tasks))
+    for ax, task in zip(axes, tasks, strict=True):
+        group = [r for r in results if r.task == task and r.extrapolation]
+        if not group:
+            raise ValueError(f"{task}: no run has an 'extrapolation' entry in eval.json")
+        longest = max(max(r.extrapolation) for r in group)
+        for r in group:
+            _draw(ax, r.extrapolation[max(r.extrapolation)], color=plotting.color(r.model), label=r.model)
+        _baselines(ax, (baselines or {}).get(task, {}), longest)
+        ax.axvline(group[0].n_points, color="k", ls="--", lw=1)
+        ax.axhline(1.0, color="0.75", ls=":", lw=1)
+        ax.set(title=f"{task.replace('_', ' ')} (trained to {group[0].n_points})", xlabel="in-context examples $i$",
+               yscale="log", ylim=(1e-3, ymax))
+    axes[0].set_ylabel("normalized squared error")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_probe_depth(results: Sequence[Result], start: int = 0) -> Figure:
+    """One panel per task: probe error (averaged over positions `start..`) vs relative depth layer / n_layers per
+    model, log scale; the model's own output error is the hollow marker at depth 1."""
+    table = probe_table(results, start)
+    tasks = _tasks(results)
+    fig, axes = _panels(len(tasks))
+    for ax, task in zip(axes, tasks, strict=True):
+        for model, rows in table[table.task == task].groupby("model", sort=False):
+            layers, out = rows[rows.layer != "output"], rows[rows.layer == "output"]
+            ax.plot(layers.depth, layers.error, marker="o", color=plotting.color(model), label=f"{model} probe")
+            ax.plot(out.depth, out.error, marker="o", mfc="none", ms=9, ls="none", color=plotting.color(model))
+        ax.set(title=task.replace("_", " "), xlabel="relative depth (layer / number of blocks)", yscale="log")
+    axes[0].set_ylabel(f"probe error (positions {start}+)")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_probe_positions(results: Sequence[Result], task: str, ylim: tuple[float, float] = (-0.05, 1.6)) -> Figure:
+    """One panel per model trained on `task`: probe error vs in-context examples, one line per layer (light = the
+    read-in, dark = the last block), and the model's own output (dashed)."""
+    group = [r for r in results if r.task == task]
+    if not group:
+        raise ValueError(f"plot_probe_positions: no result for task {task!r}; have {', '.join(_tasks(results))}")
+    fig, axes = _panels(len(group))
+    for ax, r in zip(axes, group, strict=True):
+        cmap = plt.get_cmap("viridis")
+        for layer, curve in sorted(r.probe.items()):
+            _draw(ax, curve, color=cmap(1 - layer / max(1, r.n_layers)), lw=1.2, label=f"layer {layer}")
+        _draw(ax, r.curve, color="k", ls="--", lw=1.2, label="output")
+        ax.set(title=f"{r.model} on {task.replace('_', ' ')}", xlabel="in-context examples $i$", ylim=ylim)
+        ax.legend(fontsize=6, ncol=2)
+    axes[0].set_ylabel("probe error")
+    fig.tight_layout()
+    return fig
+
+
+def plot_lengths(results: Sequence[Result], chance: dict[str, float] | None = None) -> Figure:
+    """One panel per task: the summary metric (e.g. accuracy) vs test length per model (log2 x axis), with the
+    trained length marked and an optional chance level per task."""
+    table = length_table(results)
+    tasks = _tasks(results)
+    fig, axes = _panels(len(tasks), cols=2)
+    for ax, task in zip(axes, tasks, strict=True):
+        rows = table[table.task == task]
+        for model, g in rows.groupby("model", sort=False):
+            ax.plot(g.length, g.value, marker="o", color=plotting.color(model), label=model)
+        ax.axvline(rows[rows.trained].length.iloc[0], color="k", ls="--", lw=1, label="trained length")
+        if chance and task in chance:
+            ax.axhline(chance[task], color="0.6", ls=":", lw=1, label="chance")
+        ax.set(title=task.replace("_", " "), xlabel="test sequence length", xscale="log", ylim=(-0.03, 1.03))
+        ax.set_xscale("log", base=2)
+        ax.set_ylabel(rows.metric.iloc[0])
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
