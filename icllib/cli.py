@@ -89,7 +89,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     slurm = {"partition": args.partition} if args.partition else {}
     try:
         result = sweep.run(configs, args.executor, store=RunStore(args.root), jobs_per_gpu=args.jobs_per_gpu,
-                           gpus=args.gpus, cpu_jobs=args.cpu_jobs, slurm=slurm, wait=not args.no_wait)
+                           concurrency=args.concurrency, gpus=args.gpus, cpu_jobs=args.cpu_jobs, slurm=slurm,
+                           wait=not args.no_wait)
     except sweep.SweepError as e:
         raise ConfigError(str(e)) from None
     print(f"{len(result.skipped)} already complete, {len(result.trained)} trained, {result.jobs} job(s)")
@@ -135,7 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment")
     p.add_argument("--profile", choices=("smoke", "paper", "full"), default="paper")
     p.add_argument("--executor", choices=("inline", "local", "slurm"), default="local")
-    p.add_argument("--jobs-per-gpu", type=int, default=1, help="local: concurrent runs per GPU")
+    p.add_argument("--jobs-per-gpu", type=int, default=1, help="local: jobs (processes) per GPU")
+    p.add_argument("--concurrency", type=int, default=1,
+                   help="runs trained at once in each job (and inline), one CUDA stream each")
     p.add_argument("--gpus", type=int, default=None, help="local: GPUs to use (default: all visible)")
     p.add_argument("--cpu-jobs", type=int, default=1, help="local without GPUs: concurrent CPU jobs")
     p.add_argument("--partition", default=None, help="slurm partition")

@@ -238,6 +238,24 @@ def plot_spread(ax: Axes, history: pd.DataFrame, model: str) -> None:
     ax.fill_between(stats.index, stats["min"], stats["max"], color=color(model), alpha=0.15, lw=0)
 
 
+def plot_reach(ax: Axes, reach: pd.DataFrame, *, models: Sequence[str], never_at: float) -> None:
+    """Steps each run needed to reach a threshold (`steps_to_reach`): a dot per seed, a bar at the median; runs
+    that never reached it are drawn hollow at `never_at` (e.g. a little past the last step)."""
+    for i, model in enumerate(models):
+        steps = reach.loc[reach["model"] == model, "step"].to_numpy(dtype=float)
+        if len(steps) == 0:
+            continue
+        x = np.full(len(steps), i) + np.linspace(-0.12, 0.12, len(steps))
+        hit = ~np.isnan(steps)
+        if hit.any():
+            ax.bar(i, np.median(np.where(hit, steps, never_at)), color=color(model), alpha=0.4, width=0.6)
+        ax.scatter(x[hit], steps[hit], color=color(model), s=18, zorder=3)
+        ax.scatter(x[~hit], np.full((~hit).sum(), never_at), facecolors="none", edgecolors=color(model), s=18,
+                   zorder=3)
+    ax.axhline(never_at, color="0.6", ls=":", lw=1)
+    ax.set_xticks(range(len(models)), models, rotation=20, fontsize=8)
+
+
 def plot_sweep(ax: Axes, table: pd.DataFrame, x: str, *, models: Sequence[str], value: str = "final",
                ls: str = "-", label_suffix: str = "") -> None:
     """`value` vs the column `x` (e.g. d_model, n_points), one line per model (mean over seeds), seeds as dots."""

@@ -220,13 +220,15 @@ def _panels(n: int, width: float = 4.2, height: float = 3.2, cols: int = 3) -> t
     return fig, flat[:n]
 
 
-def _draw(ax: Axes, curve: Curve, limit: int | None = None, **style: object) -> None:
-    """Mean ± 90% band of the scored positions of `curve` (the first `limit` positions)."""
+def _draw(ax: Axes, curve: Curve, limit: int | None = None, band: bool = True, **style: object) -> None:
+    """Mean (± 90% band) of the scored positions of `curve` (the first `limit` positions)."""
     mean, sem, count = (np.asarray(v[:limit], dtype=float) for v in (curve.mean, curve.sem, curve.count))
     x = np.flatnonzero(count > 0)
     line = ax.plot(x, mean[x], **style)[0]
-    band = np.nan_to_num(sem[x])
-    ax.fill_between(x, mean[x] - Z90 * band, mean[x] + Z90 * band, color=line.get_color(), alpha=0.15, lw=0)
+    if not band:
+        return
+    half = Z90 * np.nan_to_num(sem[x])
+    ax.fill_between(x, mean[x] - half, mean[x] + half, color=line.get_color(), alpha=0.15, lw=0)
 
 
 def _baselines(ax: Axes, curves: dict[str, Curve], limit: int) -> None:
@@ -279,18 +281,23 @@ def plot_extrapolation(results: Sequence[Result], baselines: dict[str, dict[str,
     return fig
 
 
-def plot_probe_depth(results: Sequence[Result], start: int = 0) -> Figure:
+def plot_probe_depth(results: Sequence[Result], start: int = 0, log: bool | None = None) -> Figure:
     """One panel per task: probe error (averaged over positions `start..`) vs relative depth layer / n_layers per
-    model, log scale; the model's own output error is the hollow marker at depth 1."""
+    model; the model's own output error is the hollow marker at depth 1. `log` (None: when the errors span more
+    than a factor of 10) puts the error axis on a log scale."""
     table = probe_table(results, start)
+    if log is None:
+        log = bool(table.error.max() > 10 * table.error.min())
     tasks = _tasks(results)
     fig, axes = _panels(len(tasks))
     for ax, task in zip(axes, tasks, strict=True):
         for model, rows in table[table.task == task].groupby("model", sort=False):
             layers, out = rows[rows.layer != "output"], rows[rows.layer == "output"]
             ax.plot(layers.depth, layers.error, marker="o", color=plotting.color(model), label=f"{model} probe")
-            ax.plot(out.depth, out.error, marker="o", mfc="none", ms=9, ls="none", color=plotting.color(model))
-        ax.set(title=task.replace("_", " "), xlabel="relative depth (layer / number of blocks)", yscale="log")
+            ax.plot(out.depth, out.error, marker="o", mfc="none", ms=9, ls="none", color=plotting.color(model),
+                    label=f"{model} output")
+        ax.set(title=task.replace("_", " "), xlabel="relative depth (layer / number of blocks)",
+               yscale="log" if log else "linear")
     axes[0].set_ylabel(f"probe error (positions {start}+)")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
@@ -299,7 +306,7 @@ def plot_probe_depth(results: Sequence[Result], start: int = 0) -> Figure:
 
 def plot_probe_positions(results: Sequence[Result], task: str, ylim: tuple[float, float] = (-0.05, 1.6)) -> Figure:
     """One panel per model trained on `task`: probe error vs in-context examples, one line per layer (light = the
-    read-in, dark = the last block), and the model's own output (dashed)."""
+    read-in, dark = the last block; no bands), and the model's own output (dashed, with its 90% band)."""
     group = [r for r in results if r.task == task]
     if not group:
         raise ValueError(f"plot_probe_positions: no result for task {task!r}; have {', '.join(_tasks(results))}")
@@ -307,7 +314,7 @@ def plot_probe_positions(results: Sequence[Result], task: str, ylim: tuple[float
     for ax, r in zip(axes, group, strict=True):
         cmap = plt.get_cmap("viridis")
         for layer, curve in sorted(r.probe.items()):
-            _draw(ax, curve, color=cmap(1 - layer / max(1, r.n_layers)), lw=1.2, label=f"layer {layer}")
+            _draw(ax, curve, band=False, color=cmap(1 - layer / max(1, r.n_layers)), lw=1.2, label=f"layer {layer}")
         _draw(ax, r.curve, color="k", ls="--", lw=1.2, label="output")
         ax.set(title=f"{r.model} on {task.replace('_', ' ')}", xlabel="in-context examples $i$", ylim=ylim)
         ax.legend(fontsize=6, ncol=2)

@@ -132,6 +132,9 @@ class GraphStep(EagerStep):
         super().__init__(model, task, opt, cfg, device)
         make_capturable(opt, device)
         self.warmup = warmup
+        # warm-up and capture on a stream of this step's own: cuBLAS keeps one workspace per stream, and graphs
+        # captured on a shared stream would share it, racing when `train_many` replays them concurrently
+        self._stream = torch.cuda.Stream(device)
         self.captures = 0
         self._key: tuple[Any, ...] | None = None
         self._graph: torch.cuda.CUDAGraph | None = None
@@ -151,17 +154,16 @@ class GraphStep(EagerStep):
         self._graph = self._static = self._loss = None  # free the previous stage's graph first
         static = batch.to(self.device)  # fresh device tensors: the graph's inputs from now on
         saved = _snapshot(self.model, self.opt)
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):  # warm-up: autotuning, workspaces, optimizer state
+        self._stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(self._stream):  # warm-up: autotuning, workspaces, optimizer state
             for _ in range(self.warmup):
                 self.opt.zero_grad(set_to_none=True)
                 self.body(static)
-        torch.cuda.current_stream(self.device).wait_stream(side)
+        torch.cuda.current_stream(self.device).wait_stream(self._stream)
         _restore(self.model, self.opt, saved)
         self.opt.zero_grad(set_to_none=True)  # backward inside the capture allocates .grad from the graph's pool
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, stream=self._stream):
             loss = self.body(static)
         self._graph, self._static, self._loss, self._key = graph, static, loss, key
         self.captures += 1

@@ -217,7 +217,7 @@ def _training(
 
         bar = _progress(cfg.train.steps, state.step, progress)
         # losses not yet read back, one per step since the last log row (restored from a mid-interval stop)
-        pending: list[torch.Tensor] = [torch.tensor(v) for v in state.pending]
+        pending: list[torch.Tensor] = [torch.tensor(v, device=device) for v in state.pending]
         started, first = time.perf_counter(), state.step
         end = cfg.train.steps if stop_after is None else min(cfg.train.steps, state.step + stop_after)
         model.train()

@@ -212,7 +212,7 @@ def part_profile(args) -> None:
 def part_sweep(args) -> None:
     configs = [run_config(presets.mamba("paper"), steps=args.sweep_steps, seed=s) for s in range(8)]
     with tempfile.TemporaryDirectory() as tmp:
-        for how in ("sequential", "train_many", "processes"):
+        for how in args.sweep_hows:
             store = RunStore(Path(tmp) / how)
             torch.cuda.synchronize()
             t0 = time.perf_counter()
@@ -253,6 +253,7 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS))
     parser.add_argument("--steps", type=int, default=200, help="timed steps per row (after warm-up)")
     parser.add_argument("--sweep-steps", type=int, default=1000)
+    parser.add_argument("--sweep-hows", nargs="+", default=["sequential", "train_many", "processes"])
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if not torch.cuda.is_available():

@@ -129,6 +129,15 @@ def test_drawing_functions_put_what_they_claim_on_the_axes() -> None:
     assert list(ax.lines[-1].get_ydata()) == pytest.approx([0.5, 0.8])
 
     fig, ax = plt.subplots()
+    reach = pd.DataFrame({"model": ["mamba", "mamba", "transformer"], "seed": [0, 1, 0],
+                          "step": [100.0, float("nan"), float("nan")]})
+    report.plot_reach(ax, reach, models=["mamba", "transformer"], never_at=500.0)
+    heights = [p.get_height() for p in ax.patches]
+    assert heights == [300.0]  # mamba's median counts the missed seed at never_at; transformer never: no bar
+    hollow = [c.get_offsets().tolist() for c in ax.collections if len(c.get_offsets())]
+    assert [500.0 in [pt[1] for pt in offsets] for offsets in hollow] == [False, True, True]
+
+    fig, ax = plt.subplots()
     best = report.task_panel(ax, "a", {"mamba": _curve([1.0, 0.4])}, {"zero": _curve([1.0, 1.0]),
                              "least_squares": _curve([1.0, 0.0])}, higher_is_better=False, chance=1.0)
     assert best == "least_squares"

@@ -74,3 +74,11 @@ def test_bad_sweep_requests(tmp_path: Path) -> None:
         sweep.run(_cfgs(1), "ray", store=RunStore(tmp_path))
     with pytest.raises(sweep.SweepError, match="gpus: 2 requested but 0 visible"):
         sweep.run(_cfgs(1), "local", store=RunStore(tmp_path), gpus=2, folder=tmp_path / "jobs")
+
+
+def test_inline_with_concurrency_trains_runs_together(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    result = sweep.run(_cfgs(3), "inline", store=store, concurrency=2)
+    assert len(result.trained) == 3 and all(store.get(c) is not None for c in _cfgs(3))
+    with pytest.raises(ConfigError, match="concurrency: must be >= 1"):
+        sweep.run(_cfgs(1), "inline", store=RunStore(tmp_path / "x"), concurrency=0)
