@@ -170,10 +170,12 @@ def segment_table(results: Sequence[Result]) -> pd.DataFrame:
 
 def wide(table: pd.DataFrame, columns: str, value: str) -> pd.DataFrame:
     """`table` pivoted to one row per (task, model) and one column per value of `columns`, both kept in the order
-    they first appear (not sorted), e.g. `wide(segment_table(results), "segment", "error")`."""
+    they first appear (not sorted; a probe table's "output" column goes last), e.g.
+    `wide(segment_table(results), "segment", "error")`."""
     out = table.pivot(index=["task", "model"], columns=columns, values=value)
     rows = pd.MultiIndex.from_frame(table[["task", "model"]].drop_duplicates())
-    return out.reindex(index=rows, columns=list(dict.fromkeys(table[columns])))
+    cols = sorted(dict.fromkeys(table[columns]), key=lambda c: c == "output")  # stable: only moves "output"
+    return out.reindex(index=rows, columns=cols)
 
 
 def length_table(results: Sequence[Result]) -> pd.DataFrame:

@@ -21,7 +21,7 @@ def _curve(mean: list[float], count: int | list[int] = 8, metric: str = "squared
 
 def _result(task: str = "linear_regression", model: str = "mamba", n: int = 4, **kw: object) -> rg.Result:
     fields = {"task": task, "model": model, "config_hash": "0" * 16, "n_points": n, "n_layers": 2,
-              "curve": _curve([1.0] * n), **kw}
+              "curve": _curve([1.0] * n)} | kw
     return rg.Result(**fields)
 
 
@@ -93,6 +93,11 @@ def test_probe_table_depth_and_output_row() -> None:
     assert table.layer.tolist() == ["0", "1", "2", "output"]
     assert table.depth.tolist() == pytest.approx([0.0, 0.5, 1.0, 1.0])
     assert table.error.tolist() == pytest.approx([0.8, 0.4, 0.1, 0.0])
+    deeper = _result(n=2, model="transformer", curve=_curve([0.2, 0.0]), n_layers=3,
+                     probe={**probe, 3: _curve([0.1, 0.1])})
+    wide = rg.wide(rg.probe_table([r, deeper]), "layer", "error")
+    assert list(wide.columns) == ["0", "1", "2", "3", "output"]
+    assert math.isnan(wide.loc[("linear_regression", "mamba"), "3"])
     with pytest.raises(ValueError, match="no 'probe'"):
         rg.probe_table([_result()])
 
