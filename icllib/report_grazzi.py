@@ -180,12 +180,13 @@ def wide(table: pd.DataFrame, columns: str, value: str) -> pd.DataFrame:
 
 def length_table(results: Sequence[Result]) -> pd.DataFrame:
     """The summary metric (mean over scored positions, e.g. accuracy at the read-out tokens) per test length.
-    Columns task, model, length, trained (the length trained on), metric, value."""
+    Columns task, model, length, scale (length over the trained length, "1x", "2x", ...), trained (the length
+    trained on), metric, value."""
     rows = []
     for r in results:
         for length, curve in sorted({r.n_points: r.curve, **r.extrapolation}.items()):
-            rows.append({"task": r.task, "model": r.model, "length": length, "trained": length == r.n_points,
-                         "metric": r.metric, "value": curve.summary()})
+            rows.append({"task": r.task, "model": r.model, "length": length, "scale": f"{length / r.n_points:g}x",
+                         "trained": length == r.n_points, "metric": r.metric, "value": curve.summary()})
     return pd.DataFrame(rows)
 
 

@@ -82,7 +82,7 @@ def test_length_table_skips_unscored_positions() -> None:
     table = rg.length_table([r])
     assert table.length.tolist() == [3, 6]
     assert table.value.tolist() == pytest.approx([0.75, 0.25])
-    assert table.trained.tolist() == [True, False]
+    assert table.trained.tolist() == [True, False] and table.scale.tolist() == ["1x", "2x"]
     assert set(table.metric) == {"accuracy"}
 
 
