@@ -254,6 +254,7 @@ def plot_reach(ax: Axes, reach: pd.DataFrame, *, models: Sequence[str], never_at
                    zorder=3)
     ax.axhline(never_at, color="0.6", ls=":", lw=1)
     ax.set_xticks(range(len(models)), models, rotation=20, fontsize=8)
+    ax.set_xlim(-0.6, len(models) - 0.4)
 
 
 def plot_sweep(ax: Axes, table: pd.DataFrame, x: str, *, models: Sequence[str], value: str = "final",
@@ -278,3 +279,4 @@ def plot_seeds(ax: Axes, table: pd.DataFrame, *, models: Sequence[str], value: s
         ax.bar(i, vals.mean(), color=color(model), alpha=0.6, width=0.6)
         ax.scatter(np.full(len(vals), i) + np.linspace(-0.12, 0.12, len(vals)), vals, color="black", s=12, zorder=3)
     ax.set_xticks(range(len(models)), models, rotation=20, fontsize=8)
+    ax.set_xlim(-0.6, len(models) - 0.4)
