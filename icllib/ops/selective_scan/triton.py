@@ -4,12 +4,12 @@ Layout (fla-style, top to bottom): kernels -> launchers -> torch.library custom 
 -> `selective_scan_triton`, the function the dispatcher in `__init__.py` calls. The maths and the backward derivation
 are in kernels/README.md; `ref.py` is the spec these kernels are tested against.
 
-Forward (`_fwd_kernel`): one program per (block of BD channels, batch row); the state h [BD, N] lives in fp32
+Forward (`..._fwd_kernel`): one program per (block of BD channels, batch row); the state h [BD, N] lives in fp32
 registers and a loop walks the L steps: a = exp2(Δ·A·log2 e), h = a·h + Δ·u·B, y = C·h (+ D·u)(· silu z).
 No [B, L, D, N] tensor is ever written: only `out`, the final state, and (when a backward will follow) the state at
 the end of every chunk of T steps, `ckpt` [B, L/T, D, N] fp32 (the Mamba paper's recompute argument).
 
-Backward (`_bwd_kernel`): the same programs walk the chunks in reverse. Per chunk: (1) recompute the T states from
+Backward (`..._bwd_kernel`): the same programs walk the chunks in reverse. Per chunk: (1) recompute the T states from
 the checkpoint before the chunk with the forward recurrence, parking them in a per-program fp32 scratch [T+1, BD, N]
 (L1/L2-resident, not a [B, L, D, N] tensor); (2) walk the chunk backwards with the adjoint
 λ_t = dy_t·C_t + a_{t+1}·λ_{t+1} in registers (carried as κ = a_t·λ_t), reading h_t and h_{t-1} from the scratch,
@@ -102,7 +102,7 @@ def _fwd_step(
 
 
 @triton.jit
-def _fwd_kernel(
+def _selective_scan_fwd_kernel(
     u, delta, A, Bm, Cm, Dv, z, bias, out, ckpt, last,
     L, Dim, N, n_chunks,
     s_u_b, s_u_l, s_u_d, s_dt_b, s_dt_l, s_dt_d, s_z_b, s_z_l, s_z_d,
@@ -146,7 +146,7 @@ def _fwd_kernel(
 
 
 @triton.jit
-def _bwd_kernel(
+def _selective_scan_bwd_kernel(
     u, delta, A, Bm, Cm, Dv, z, bias, dout, ckpt, dlast, scratch,
     du, ddelta, dz, dA_part, dB_buf, dC_buf, dD_part, dbias_part,
     L, Dim, N, n_chunks,
@@ -290,7 +290,7 @@ def _fwd(
             else torch.empty(0, device=u.device, dtype=torch.float32))
     BD = cfg["BD"]
     grid = (triton.cdiv(Dim, BD), batch)
-    _fwd_kernel[grid](
+    _selective_scan_fwd_kernel[grid](
         u, delta, A, B, C, D, z, delta_bias, out, ckpt, last,
         L, Dim, N, nc,
         *u.stride(), *delta.stride(), *_strides(z, 3),
@@ -332,7 +332,7 @@ def _bwd(
     dD_part = torch.empty(batch, Dim, device=dev, dtype=torch.float32)
     dbias_part = torch.empty(batch, Dim, device=dev, dtype=torch.float32)
     grid = (n_dblk, batch)
-    _bwd_kernel[grid](
+    _selective_scan_bwd_kernel[grid](
         u, delta, A, B, C, D, z, delta_bias, dout, ckpt, dlast, scratch,
         du, ddelta, dz, dA_part, dB_buf, dC_buf, dD_part, dbias_part,
         L, Dim, N, nc,
