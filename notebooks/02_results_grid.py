@@ -133,8 +133,9 @@ table.pivot_table(index="model", columns="task", values="final").round(3)
 # hold at this budget.
 #
 # ## Try this
-# - `tasks = ["decision_tree"]` with `profile = "smoke"`: the grid shrinks to one column and trains in minutes on a
-#   CPU; compare the curves with `greedy_tree` and `xgboost` by keeping `slow_baselines = True`.
+# - `tasks = ["decision_tree"]` with `profile = "smoke"`: the grid shrinks to one column and trains in several minutes
+#   on a CPU (the Mamba-type runs dominate); compare the curves with `greedy_tree` and `xgboost` by keeping
+#   `slow_baselines = True`.
 # - `models = ["mamba", "mamba_s4"]`: the same block with and without selection, on every task; notebook 03 does
 #   this for parity with more seeds.
 
