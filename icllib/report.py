@@ -152,14 +152,17 @@ def steps_to_reach(history: pd.DataFrame, threshold: float) -> pd.DataFrame:
 # classical baselines on the runs' own evaluation prompts
 
 
-def run_baselines(cfg: RunConfig, *, slow: bool = True, slow_examples: int | None = None) -> dict[str, Curve]:
+def run_baselines(cfg: RunConfig, *, n_examples: int | None = None, slow: bool = True,
+                  slow_examples: int | None = None) -> dict[str, Curve]:
     """Every applicable baseline's curve on the evaluation prompts of `cfg` (`viz.baseline_curves` draws them from
     the same eval generator, so they are the model's prompts whenever the task has default kwargs and the eval
-    batch size is 64; otherwise they are fresh prompts of the same task)."""
+    batch size is 64; otherwise they are fresh prompts of the same task). `n_examples` keeps only the first prompts
+    (at most the run's own number; a prefix of the same set), `slow_examples` fewer still for the slow baselines."""
     if cfg.task.kwargs or cfg.eval.batch_size != 64:
         log.warning("%s: baselines see fresh prompts, not the run's own evaluation set", cfg.name)
-    return baseline_curves(cfg.task.name, eval_points(cfg), cfg.eval.n_examples, cfg.seed, n_dims=cfg.task.n_dims,
-                           slow=slow, slow_examples=slow_examples)
+    n = cfg.eval.n_examples if n_examples is None else min(n_examples, cfg.eval.n_examples)
+    return baseline_curves(cfg.task.name, eval_points(cfg), n, cfg.seed, n_dims=cfg.task.n_dims, slow=slow,
+                           slow_examples=slow_examples)
 
 
 def best_baseline(curves: dict[str, Curve], higher_is_better: bool, tail: float = TAIL) -> str | None:
@@ -198,6 +201,8 @@ def task_panel(ax: Axes, task: str, curves: dict[str, Curve], baselines: dict[st
         plot_curve(ax, baselines[best], label=best, color=color("baseline"), ls="--", band=False)
     ax.axhline(chance, color="0.6", ls=":", lw=1)
     ax.set_title(task, fontsize=8)
+    single = all(sum(c > 0 for c in curve.count) == 1 for curve in curves.values())  # MQAR: scored at its query
+    ax.set_xlabel("query position (token)" if single else "in-context examples $i$", fontsize=7)
     ax.set_ylim(-0.05, 1.05 if higher_is_better else 1.6)
     return best
 

@@ -110,6 +110,9 @@ def test_run_baselines_use_the_runs_eval_prompts() -> None:
     solver = curves["parity_solver"]
     assert len(solver.mean) == cfg.curriculum.points_end and solver.count[0] == cfg.eval.n_examples
     assert solver.mean[-1] == 1.0 and solver.mean[0] < 0.8  # identifies the subset from the examples
+    head = report.run_baselines(cfg, n_examples=64)["parity_solver"]  # the first batch of the same prompts
+    assert head.count[0] == 64 and head.mean != solver.mean
+    assert report.run_baselines(cfg, n_examples=10**6)["parity_solver"].count[0] == cfg.eval.n_examples
 
 
 def test_drawing_functions_put_what_they_claim_on_the_axes() -> None:
@@ -142,4 +145,9 @@ def test_drawing_functions_put_what_they_claim_on_the_axes() -> None:
                              "least_squares": _curve([1.0, 0.0])}, higher_is_better=False, chance=1.0)
     assert best == "least_squares"
     assert [line.get_label() for line in ax.lines][:2] == ["mamba", "least_squares"]
+    assert ax.get_xlabel() == "in-context examples $i$"
+    fig, ax = plt.subplots()
+    report.task_panel(ax, "q", {"mamba": _curve([float("nan"), 0.5], count=[0, 64], metric="accuracy")}, {},
+                      higher_is_better=True, chance=0.25)
+    assert ax.get_xlabel() == "query position (token)"
     plt.close("all")
