@@ -89,8 +89,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     slurm = {"partition": args.partition} if args.partition else {}
     try:
         result = sweep.run(configs, args.executor, store=RunStore(args.root), jobs_per_gpu=args.jobs_per_gpu,
-                           concurrency=args.concurrency, gpus=args.gpus, cpu_jobs=args.cpu_jobs, slurm=slurm,
-                           wait=not args.no_wait)
+                           concurrency=args.concurrency, gpus=args.gpus,
+                           cpu_jobs=args.cpu_jobs, slurm=slurm, wait=not args.no_wait,
+                           time_limit_s=None if args.time_limit_min is None else 60 * args.time_limit_min)
     except sweep.SweepError as e:
         raise ConfigError(str(e)) from None
     print(f"{len(result.skipped)} already complete, {len(result.trained)} trained, {result.jobs} job(s)")
@@ -139,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs-per-gpu", type=int, default=1, help="local: jobs (processes) per GPU")
     p.add_argument("--concurrency", type=int, default=1,
                    help="runs trained at once in each job (and inline), one CUDA stream each")
+    p.add_argument("--time-limit-min", type=float, default=None,
+                   help="inline: checkpoint and stop every run still training after this many minutes")
     p.add_argument("--gpus", type=int, default=None, help="local: GPUs to use (default: all visible)")
     p.add_argument("--cpu-jobs", type=int, default=1, help="local without GPUs: concurrent CPU jobs")
     p.add_argument("--partition", default=None, help="slurm partition")

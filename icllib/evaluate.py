@@ -31,10 +31,17 @@ class Curve:
     metric: str
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-ready: a position no prompt counted (NaN mean and SEM) is written as null."""
+        out = asdict(self)
+        for key in ("mean", "sem"):
+            out[key] = [v if math.isfinite(v) else None for v in out[key]]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Curve:
+        data = dict(data)
+        for key in ("mean", "sem"):
+            data[key] = [math.nan if v is None else v for v in data[key]]
         return cls(**data)
 
     def summary(self, start: int = 0) -> float:

@@ -269,9 +269,13 @@ def selective_copying_induction(profile: str) -> list[RunConfig]:
                                                                             "smoke" else 256)):
         ev = dataclasses.replace(_EVAL[profile], extrapolate=(2 * n, 4 * n) if profile == "smoke" else
                                  (2 * n, 4 * n, 16 * n))
+        longest = max(ev.extrapolate)
         for m, factory in (("mamba", presets.mamba), ("mamba_s4", presets.mamba_s4),
                            ("transformer", presets.transformer)):
-            run = _run(f"{t}_{m}", profile, TaskConfig(t, n_dims=16), _model(factory, profile), fixed(16, n), 1e-3,
-                       steps)
+            # the Transformer's learned position table must cover the longest test prompt; rows beyond the trained
+            # length stay at their initialisation, which is the point of the length-generalisation test
+            sizes = {"max_len": max(presets.MAX_LEN, longest + 16)} if m == "transformer" else {}  # + n_memorize
+            run = _run(f"{t}_{m}", profile, TaskConfig(t, n_dims=16), _model(factory, profile, **sizes), fixed(16, n),
+                       1e-3, steps)
             out.append(dataclasses.replace(run, eval=ev))
     return out

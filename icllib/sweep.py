@@ -70,11 +70,14 @@ def deal(configs: list[RunConfig], n_slots: int) -> list[list[RunConfig]]:
 def train_slot(
     configs: list[RunConfig], store_root: str, device: str | None = None, imports: tuple[str, ...] = (),
     concurrency: int = 1,
+    time_limit_s: float | None = None,
 ) -> list[str]:
     """The body of one job: train each config in turn (resuming partial runs); returns their hashes.
 
     `imports` names modules to import first, so tasks or mixers registered outside icllib exist in the job.
-    `concurrency` > 1 trains that many runs at once through `train_many` (one CUDA stream each).
+    `concurrency` > 1 trains that many runs at once through `train_many` (one CUDA stream each); `time_limit_s`
+    (with it) checkpoints and stops every run still training after that many seconds. Returns the hashes of the
+    runs this job completed.
     """
     import importlib
 
@@ -84,9 +87,9 @@ def train_slot(
         importlib.import_module(module)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     store = RunStore(store_root)
-    if concurrency > 1:
-        train_many(configs, store, device=device, concurrency=concurrency)
-        return [config_hash(cfg) for cfg in configs]
+    if concurrency > 1 or time_limit_s is not None:
+        runs = train_many(configs, store, device=device, concurrency=concurrency, time_limit_s=time_limit_s)
+        return [config_hash(cfg) for cfg, run in zip(configs, runs, strict=True) if run.complete]
     done = []
     for cfg in configs:
         train(cfg, store, device=device, progress=False)
@@ -118,6 +121,7 @@ def run(
     wait: bool = True,
     imports: tuple[str, ...] = (),
     concurrency: int = 1,
+    time_limit_s: float | None = None,
 ) -> SweepResult:
     """Train every config of `configs` that is not complete in `store` (module docstring)."""
     if executor not in EXECUTORS:
@@ -131,8 +135,8 @@ def run(
     if not todo:
         return SweepResult(skipped=skipped, trained=[], jobs=0)
     if executor == "inline":
-        return SweepResult(skipped=skipped, trained=train_slot(todo, str(store.root), None, imports, concurrency),
-                           jobs=0)
+        trained = train_slot(todo, str(store.root), None, imports, concurrency, time_limit_s)
+        return SweepResult(skipped=skipped, trained=trained, jobs=0)
 
     submitit = _submitit()
     folder = Path(folder) if folder is not None else RESULTS_DIR / "tmp" / "submitit"

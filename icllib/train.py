@@ -150,6 +150,7 @@ def train_many(
     device: str | torch.device | None = None,
     concurrency: int = 8,
     step_mode: str | None = None,
+    time_limit_s: float | None = None,
 ) -> list[Run]:
     """Train several runs at once in this process: up to `concurrency` of them interleave step by step, each on
     its own CUDA stream, so one run's small kernels fill the GPU while another's host side samples its next batch
@@ -157,17 +158,22 @@ def train_many(
 
     Differences from `train` one after another: dropout masks come from one shared global RNG, so runs with
     dropout > 0 depend on the interleaving; runs without dropout follow the same trajectories.
+
+    `time_limit_s`: after that many seconds every active run checkpoints at its current step and stops (status
+    `running`, resumable), and no further run starts: for jobs with a hard wall-clock limit.
     """
+    deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
     store = store or RunStore()
     device = resolve_device(device)
     runs = [store.open(cfg) for cfg in configs]
     queue = [(cfg, run) for cfg, run in zip(configs, runs, strict=True) if not run.complete]
     active: list[tuple[Iterator[int], Any]] = []
     while queue or active:
-        while queue and len(active) < max(1, concurrency):
+        while queue and len(active) < max(1, concurrency) and (deadline is None or time.monotonic() < deadline):
             cfg, run = queue.pop(0)
             stream = torch.cuda.Stream(device) if device.type == "cuda" else None
-            active.append((_training(cfg, run, device, progress=False, step_mode=step_mode), stream))
+            active.append((_training(cfg, run, device, progress=False, step_mode=step_mode, deadline=deadline),
+                           stream))
         for item in list(active):
             gen, stream = item
             with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
@@ -184,9 +190,11 @@ def _training(
     progress: bool | None = None,
     stop_after: int | None = None,
     step_mode: str | None = None,
+    deadline: float | None = None,
 ) -> Iterator[int]:
     """The training loop of one run as a generator: yields the step number after each step (so `train_many` can
-    interleave runs); on return the run is complete, stopped on request, or raised."""
+    interleave runs); on return the run is complete, stopped on request (`stop_after` steps, or the `deadline` on
+    time.monotonic() passed: a checkpoint is saved at the step reached), or raised."""
     task = build_task(cfg.task)
     model = build_model(cfg.model, task.io(), seed=cfg.seed).to(device)
     opt = build_optimizer(cfg, model, device)
@@ -229,6 +237,8 @@ def _training(
             state.step += 1
 
             s = state.step
+            if deadline is not None and s < end and time.monotonic() >= deadline:
+                end = s  # out of time: checkpoint here and stop, like stop_after
             at_log = s % cfg.train.log_every == 0 or s % cfg.train.eval_every == 0 or s % cfg.train.ckpt_every == 0
             if s == end and not (at_log or s == cfg.train.steps):  # stopped on request between log points
                 state.pending = torch.stack(pending).float().cpu().tolist()
@@ -248,7 +258,7 @@ def _training(
                                        "lr": float(sched.get_last_lr()[0]), "n_dims": n_dims, "n_points": n_points}
                 if s % cfg.train.eval_every == 0 or s == cfg.train.steps:
                     curve = evaluate_batches(model, task, eval_set, device)
-                    row["eval"] = curve.mean
+                    row["eval"] = curve.to_dict()["mean"]  # null where no prompt counts (token tasks)
                     row["eval_mean"] = curve.summary()
                 state.rows.append(row)
                 if bar is not None:

@@ -142,6 +142,18 @@ def test_train_many_stores_the_same_runs_as_train(tmp_path: Path) -> None:
         assert a.read_json("eval.json") == b.read_json("eval.json")
 
 
+def test_train_many_time_limit_checkpoints_and_resumes_exactly(tmp_path: Path) -> None:
+    configs = [_cfg("a", seed=0, steps=30), _cfg("b", seed=1, steps=30, layers=("mamba",))]
+    whole = [train(c, RunStore(tmp_path / "whole"), device="cpu", progress=False) for c in configs]
+    store = RunStore(tmp_path / "sliced")
+    stopped = train_many(configs, store, device="cpu", concurrency=2, time_limit_s=0.0)  # stop after one step
+    assert all(not r.complete and r.status()["step"] == 1 for r in stopped)
+    resumed = train_many(configs, store, device="cpu", concurrency=2)
+    for a, b in zip(whole, resumed, strict=True):
+        assert b.complete and a.metrics() == b.metrics()
+        assert a.read_json("eval.json") == b.read_json("eval.json")
+
+
 # ---- on a GPU -----------------------------------------------------------------------------------------------------
 
 def _losses(cfg: RunConfig, mode: str) -> list[float]:

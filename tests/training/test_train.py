@@ -1,6 +1,7 @@
 """The training loop: it learns, it resumes bit for bit after SIGKILL, it stops on NaN, and it reuses the store."""
 
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -153,3 +154,20 @@ def test_lr_schedules() -> None:
     assert warm(10) == pytest.approx(1.0) and warm(55) == pytest.approx(0.5) and warm(100) == pytest.approx(0.0)
     const = lr_lambda(RunConfig(name="x", task=TaskConfig("t"), train=TrainConfig(steps=100)))
     assert const(0) == const(99) == 1.0
+
+
+def test_token_task_runs_store_unscored_positions_as_null(tmp_path: Path) -> None:
+    """Token tasks score only some positions; a position no prompt counts has no mean (JSON null, NaN in Curve)."""
+    cfg = RunConfig(
+        name="tokens", task=TaskConfig("induction_heads", n_dims=16),
+        model=ModelConfig(layers=("attn",), d_model=16, n_heads=2),
+        train=TrainConfig(steps=4, batch_size=8, lr=1e-3, eval_every=2, ckpt_every=2, log_every=2),
+        curriculum=CurriculumConfig(dims_start=16, dims_end=16, points_start=12, points_end=12),
+        eval=EvalConfig(n_examples=16, batch_size=16),
+    )
+    run = train(cfg, RunStore(tmp_path), device="cpu", progress=False)
+    raw = run.read_json("eval.json")["curve"]
+    assert raw["mean"][0] is None and raw["count"][0] == 0 and raw["mean"][-1] is not None
+    curve = final_curve(run)
+    assert math.isnan(curve.mean[0]) and 0.0 <= curve.summary() <= 1.0
+    assert run.metrics()[-1]["eval"][0] is None
