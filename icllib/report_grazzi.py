@@ -53,7 +53,7 @@ BASELINE_STYLES: dict[str, dict[str, object]] = {
 def model_name(cfg: RunConfig) -> str:
     """The architecture key of an experiment's run: the part of its name after the task name.
 
-        >>> model_name(experiments.probing("smoke")[1])   # name "probe_skewed_linear_regression_mamba"
+        >>> model_name(experiments.probing("smoke")[1])   # name "grazzi_skewed_linear_regression_mamba"
         'mamba'
     """
     head, sep, tail = cfg.name.rpartition(f"{cfg.task.name}_")
