@@ -30,12 +30,15 @@ USER_ERRORS = (ConfigError, StoreError, UnknownNameError)
 def _cmd_figures(args: argparse.Namespace) -> int:
     from icllib import figures
 
+    skipped: list[str] = []
     try:
-        done = figures.run_all(args.profile, args.only)
+        done = figures.run_all(args.profile, args.only, skipped)
     except figures.NotebookError as e:
         raise ConfigError(str(e)) from None
     for path in done:
         print(f"executed {path}")
+    for reason in skipped:
+        print(f"skipped {reason}")
     return 0
 
 

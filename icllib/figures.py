@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import copy
 import logging
+import os
 import re
 import tempfile
 import time
@@ -33,6 +34,10 @@ _NAME = re.compile(r"^(\d\d)_[a-z0-9_]+\.py$")
 
 class NotebookError(RuntimeError):
     """A notebook source, its parameters, or its execution is wrong."""
+
+
+class NotebookSkipped(NotebookError):
+    """A notebook needs runs that are not in the store and training was switched off (stored-only mode)."""
 
 
 def sources(only: list[str] | None = None, notebooks_dir: Path = NOTEBOOKS_DIR) -> list[Path]:
@@ -119,8 +124,12 @@ def strip_noise(nb: Any) -> Any:
     return nb
 
 
-def execute(source: Path, profile: str, *, out_dir: Path | None = None, timeout: int = 3600) -> Path:
-    """Run one notebook source under `profile`; write and return `executed/<profile>/<stem>.ipynb`."""
+def execute(source: Path, profile: str, *, out_dir: Path | None = None, timeout: int = 3600,
+            stored_only: bool = False) -> Path:
+    """Run one notebook source under `profile`; write and return `executed/<profile>/<stem>.ipynb`.
+
+    `stored_only`: the notebook's kernel may not train (`load_or_train` raises MissingRunError); a notebook that
+    needs a missing run raises NotebookSkipped and writes nothing."""
     import nbformat
     import papermill
 
@@ -132,6 +141,8 @@ def execute(source: Path, profile: str, *, out_dir: Path | None = None, timeout:
         src_ipynb = Path(tmp) / f"{source.stem}.ipynb"
         out_ipynb = Path(tmp) / f"{source.stem}.out.ipynb"
         nbformat.write(nb, src_ipynb)
+        env_before = os.environ.get("ICLLIB_STORED_ONLY")
+        os.environ["ICLLIB_STORED_ONLY"] = "1" if stored_only else "0"  # inherited by the notebook's kernel
         try:
             papermill.execute_notebook(
                 str(src_ipynb),
@@ -143,15 +154,27 @@ def execute(source: Path, profile: str, *, out_dir: Path | None = None, timeout:
                 execution_timeout=timeout,
             )
         except papermill.PapermillExecutionError as e:
+            if e.ename == "MissingRunError":
+                raise NotebookSkipped(f"{source.stem}: {e.evalue}") from None
             raise NotebookError(f"{source.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue}") from None
+        finally:
+            if env_before is None:
+                os.environ.pop("ICLLIB_STORED_ONLY", None)
+            else:
+                os.environ["ICLLIB_STORED_ONLY"] = env_before
         executed = strip_noise(nbformat.read(out_ipynb, as_version=4))
     target = out_dir / f"{source.stem}.ipynb"
     atomic_write_text(target, nbformat.writes(executed) + "\n")
     return target
 
 
-def run_all(profile: str, only: list[str] | None = None) -> list[Path]:
-    """Execute the selected notebooks in order with a progress bar; returns the executed notebooks."""
+def run_all(profile: str, only: list[str] | None = None, skipped: list[str] | None = None) -> list[Path]:
+    """Execute the selected notebooks in order with a progress bar; returns the executed notebooks.
+
+    The paper profile on a machine without a GPU is stored-only: a notebook whose runs are not all in the store is
+    skipped (its reason appended to `skipped`, when given) instead of training them for hours on the CPU.
+    """
+    import torch
     from tqdm.auto import tqdm
 
     todo = sources(only)
@@ -164,6 +187,12 @@ def run_all(profile: str, only: list[str] | None = None) -> list[Path]:
     for source in bar:
         bar.set_postfix_str(source.stem)
         start = time.perf_counter()
-        done.append(execute(source, profile))
+        try:
+            done.append(execute(source, profile, stored_only=profile == "paper" and not torch.cuda.is_available()))
+        except NotebookSkipped as e:
+            log.warning("skipped %s", e)
+            if skipped is not None:
+                skipped.append(str(e))
+            continue
         log.info("%s executed in %.1f s", source.stem, time.perf_counter() - start)
     return done

@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -32,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from icllib.config import RunConfig
+from icllib.config import RunConfig, config_hash
 from icllib.curriculum import schedule
 from icllib.evaluate import Curve, evaluate_batches, extrapolation, probe_layers, sample_eval_batches
 from icllib.models import build_model
@@ -46,6 +47,10 @@ log = logging.getLogger(__name__)
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or inf; the message names the step."""
+
+
+class MissingRunError(RuntimeError):
+    """`load_or_train` found no stored run while training is switched off ($ICLLIB_STORED_ONLY=1)."""
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -307,9 +312,16 @@ def _finish(cfg, run: Run, model, task, eval_set, device, *, steps_this_call: in
 
 
 def load_or_train(cfg: RunConfig, store: RunStore | None = None, **kwargs: Any) -> Run:
-    """The stored run of `cfg` if complete; otherwise train (or resume) it."""
+    """The stored run of `cfg` if complete; otherwise train (or resume) it, unless $ICLLIB_STORED_ONLY=1 (set by
+    `icl figures --profile paper` on a machine without a GPU), which raises MissingRunError instead."""
     store = store or RunStore()
-    return store.get(cfg) or train(cfg, store, **kwargs)
+    run = store.get(cfg)
+    if run is not None:
+        return run
+    if os.environ.get("ICLLIB_STORED_ONLY") == "1":
+        raise MissingRunError(f"run {cfg.name} ({config_hash(cfg)}) is not in {store.root}; train it on a GPU with "
+                              f"`icl sweep <experiment> --profile {cfg.profile}`")
+    return train(cfg, store, **kwargs)
 
 
 def final_curve(run: Run) -> Curve:

@@ -77,3 +77,32 @@ def test_a_failing_notebook_names_its_cell(nbdir: Path) -> None:
     with pytest.raises(figures.NotebookError, match="ZeroDivisionError"):
         figures.execute(nbdir / "07_test.py", "smoke", out_dir=nbdir / "executed")
     assert not (nbdir / "executed" / "07_test.ipynb").exists()
+
+
+MISSING_RUN = '''# %% [markdown]
+# # Needs a run that is not stored
+
+# %% tags=["parameters"]
+profile = "paper"
+
+# %%
+from icllib.config import ModelConfig, RunConfig, TaskConfig
+from icllib.store import RunStore
+from icllib.train import load_or_train
+
+cfg = RunConfig(name="never_trained", task=TaskConfig("linear_regression", n_dims=4),
+                model=ModelConfig(layers=("attn",), d_model=8, n_heads=2))
+load_or_train(cfg, RunStore(STORE))
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("trained")
+'''
+
+
+def test_stored_only_skips_a_notebook_whose_runs_are_missing(nbdir: Path) -> None:
+    (nbdir / "08_missing.py").write_text(MISSING_RUN.replace("STORE", repr(str(nbdir / "store"))))
+    with pytest.raises(figures.NotebookSkipped, match="never_trained .* is not in"):
+        figures.execute(nbdir / "08_missing.py", "paper", out_dir=nbdir / "executed", stored_only=True)
+    assert not (nbdir / "executed" / "08_missing.ipynb").exists()  # nothing half-written
+    assert not (nbdir / "store").exists() or not any((nbdir / "store").rglob("ckpt.pt"))  # nothing trained
