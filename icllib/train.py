@@ -165,7 +165,8 @@ def train_many(
     dropout > 0 depend on the interleaving; runs without dropout follow the same trajectories.
 
     `time_limit_s`: after that many seconds every active run checkpoints at its current step and stops (status
-    `running`, resumable), and no further run starts: for jobs with a hard wall-clock limit.
+    `running`, resumable), and no further run starts: for jobs with a hard wall-clock limit. The first
+    `concurrency` runs always start and train at least one step.
     """
     deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
     store = store or RunStore()
@@ -173,9 +174,14 @@ def train_many(
     runs = [store.open(cfg) for cfg in configs]
     queue = [(cfg, run) for cfg, run in zip(configs, runs, strict=True) if not run.complete]
     active: list[tuple[Iterator[int], Any]] = []
+    started = 0
     while queue or active:
-        while queue and len(active) < max(1, concurrency) and (deadline is None or time.monotonic() < deadline):
+        while queue and len(active) < max(1, concurrency):
+            if started >= concurrency and deadline is not None and time.monotonic() >= deadline:
+                queue.clear()  # out of time: start nothing more
+                break
             cfg, run = queue.pop(0)
+            started += 1
             stream = torch.cuda.Stream(device) if device.type == "cuda" else None
             active.append((_training(cfg, run, device, progress=False, step_mode=step_mode, deadline=deadline),
                            stream))
