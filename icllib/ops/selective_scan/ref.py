@@ -9,8 +9,8 @@ channel d, state n and step t, with all maths in fp32:
     out[t]  = y[t] · silu(z[t])                          (gate optional)
 
 Storage is channels-last: u, delta, z are [B, L, D]; B, C are [B, L, N]; A is [D, N]. The loop below is sequential over
-L and materialises exp(Δ A) as [B, L, D, N], which the Triton kernel never does; it is meant to be read, and to be
-the reference the kernel is tested against (autograd through it gives the reference gradients).
+L and materialises exp(Δ A) and the states as [B, L, D, N], which the Triton kernel never does; it is meant to be
+read, and to be the reference the kernel is tested against (autograd through it gives the reference gradients).
 """
 
 from __future__ import annotations
@@ -61,11 +61,14 @@ def selective_scan_ref(
     dA = torch.exp(delta_f.unsqueeze(-1) * A_f)  # [B, L, D, N]
     dBu = (delta_f * u_f).unsqueeze(-1) * B_f.unsqueeze(2)  # [B, L, D, N]
     h = u_f.new_zeros(batch, dim, A.shape[1])  # [B, D, N]
-    ys = []
-    for t in range(seqlen):
-        h = dA[:, t] * h + dBu[:, t]
-        ys.append(torch.einsum("bdn,bn->bd", h, C_f[:, t]))  # [B, D]
-    y = torch.stack(ys, dim=1) if seqlen > 0 else u_f.new_zeros(batch, 0, dim)  # [B, L, D]
+    hs = []
+    for dA_t, dBu_t in zip(dA.unbind(1), dBu.unbind(1), strict=True):  # unbind: one stack in backward, not L
+        h = dA_t * h + dBu_t  # [B, D, N]                              # full-size zero-filled slices
+        hs.append(h)
+    if seqlen > 0:  # read out every step at once: y[t] = Σ_n C[t, n] h[t, n]
+        y = torch.einsum("bldn,bln->bld", torch.stack(hs, dim=1), C_f)  # [B, L, D]
+    else:
+        y = u_f.new_zeros(batch, 0, dim)
     if D is not None:
         y = y + u_f * D.to(ct)
     if z is not None:
