@@ -71,7 +71,8 @@ plt.show()
 # `slow_examples` prompts only (wider bands), and not at all when `slow_baselines` is off (the smoke profile).
 # The two out-of-distribution families (`quadrant_linear_regression`, `ood_linear_regression`: Garg's evaluation
 # prompts, whose queries differ from the context points) are evaluation-only variants of linear regression and are
-# left out here; notebook 07 uses them.
+# left out here. No notebook evaluates trained models on them yet (that needs an OOD evaluation written into
+# eval.json at the end of training).
 
 # %%
 curve_families = [name for name in families
