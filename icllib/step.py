@@ -11,8 +11,9 @@ Adam update and gradient clipping, as one CUDA graph and replays it with a singl
 How it stays the eager step:
 - one graph per batch *signature* (tensor shapes, dtypes and `meta`), i.e. one per curriculum stage; a new
   signature drops the old graph (curricula only grow) and captures a new one;
-- before a capture, a few real steps on a side stream warm up cuBLAS / Triton / the optimizer's lazily created
-  state; parameters and optimizer state are then restored, so the trajectory is the eager one;
+- before a capture, real steps on a side stream (3 before the first capture, 1 before later ones: many-outlier
+  regression has ~250 curriculum stages) warm up cuBLAS / Triton / the optimizer's lazily created state;
+  parameters and optimizer state are then restored, so the trajectory is the eager one;
 - the optimizer is made capturable: its lr lives in a device tensor that `LambdaLR` fills in place each step, so the
   schedule reaches the replayed update;
 - batches are sampled on the host (the training generator stays a CPU generator, so every device sees the same
@@ -156,7 +157,7 @@ class GraphStep(EagerStep):
         saved = _snapshot(self.model, self.opt)
         self._stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(self._stream):  # warm-up: autotuning, workspaces, optimizer state
-            for _ in range(self.warmup):
+            for _ in range(self.warmup if self.captures == 0 else 1):  # later stages: kernels are warm already
                 self.opt.zero_grad(set_to_none=True)
                 self.body(static)
         torch.cuda.current_stream(self.device).wait_stream(self._stream)
