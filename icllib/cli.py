@@ -81,7 +81,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from icllib import experiments, sweep
 
-    configs = experiments.EXPERIMENTS.get(args.experiment)(args.profile)
+    configs = [cfg for name in args.experiment for cfg in experiments.EXPERIMENTS.get(name)(args.profile)]
     if args.dry_run:
         store = RunStore(args.root)
         todo = sweep.pending(configs, store)
@@ -136,8 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", type=Path, default=None, help="store root (default: results/)")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("sweep", help="train every run of an experiment that is not complete in the store")
-    p.add_argument("experiment")
+    p = sub.add_parser("sweep", help="train every run of the experiments that is not complete in the store")
+    p.add_argument("experiment", nargs="+", help="one or more experiments; runs they share are trained once")
     p.add_argument("--profile", choices=("smoke", "paper", "full"), default="paper")
     p.add_argument("--executor", choices=("inline", "local", "slurm"), default="local")
     p.add_argument("--jobs-per-gpu", type=int, default=1, help="local: jobs (processes) per GPU")

@@ -19,8 +19,9 @@ short keeps what it measured. Parts:
   lengths  transformer and mamba at full scale vs tokens 82 → 4098, batch 16, fp32, eager and graph.
   profile  kernels of one graph replay of the four target presets at full scale (fp32, bf16): count, device time
            per category (matmul, scan, attention, optimizer, reduction, elementwise/other), top kernels.
-  sweep    8 identical small runs (Mamba, paper scale, 1000 steps, 8 seeds): `train` one after another vs
-           `train_many` (8 CUDA streams, one process) vs `sweep.run(executor="local", jobs_per_gpu=8)` (8 processes).
+  sweep    --sweep-runs identical small runs (default 8; Mamba, paper scale, 1000 steps, one seed each): `train` one
+           after another vs `train_many` (8 CUDA streams, one process; `train_many_k<N>`: N streams) vs
+           `sweep.run(executor="local", jobs_per_gpu=8)` (8 processes).
 """
 
 from __future__ import annotations
@@ -210,20 +211,22 @@ def part_profile(args) -> None:
 
 
 def part_sweep(args) -> None:
-    configs = [run_config(presets.mamba("paper"), steps=args.sweep_steps, seed=s) for s in range(8)]
+    configs = [run_config(presets.mamba("paper"), steps=args.sweep_steps, seed=s) for s in range(args.sweep_runs)]
     with tempfile.TemporaryDirectory() as tmp:
         for how in args.sweep_hows:
             store = RunStore(Path(tmp) / how)
             torch.cuda.synchronize()
             t0 = time.perf_counter()
+            concurrency = int(how.split("_k")[1]) if how.startswith("train_many_k") else 8
             row: dict[str, Any] = {"kind": "sweep", "how": how, "runs": len(configs), "steps": args.sweep_steps,
                                    "preset": "mamba", "scale": "paper", "mode": "graph"}
             try:
                 if how == "sequential":
                     for cfg in configs:
                         train(cfg, store, device="cuda", progress=False)
-                elif how == "train_many":
-                    train_many(configs, store, device="cuda", concurrency=8)
+                elif how.startswith("train_many"):  # train_many (8 streams) or train_many_k<N> (N streams)
+                    row["concurrency"] = concurrency
+                    train_many(configs, store, device="cuda", concurrency=concurrency)
                 else:
                     from icllib import sweep
 
@@ -253,7 +256,9 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS))
     parser.add_argument("--steps", type=int, default=200, help="timed steps per row (after warm-up)")
     parser.add_argument("--sweep-steps", type=int, default=1000)
-    parser.add_argument("--sweep-hows", nargs="+", default=["sequential", "train_many", "processes"])
+    parser.add_argument("--sweep-runs", type=int, default=8)
+    parser.add_argument("--sweep-hows", nargs="+", default=["sequential", "train_many", "processes"],
+                        help="sequential | train_many (8 streams) | train_many_k<N> (N streams) | processes")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if not torch.cuda.is_available():

@@ -60,3 +60,18 @@ def test_runs_lists_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["runs", "--root", str(tmp_path), "--incomplete"]) == 0
     out = capsys.readouterr().out
     assert "running" in out and "step=5" in out and "first" in out and "1 run(s)" in out
+
+
+def test_sweep_dry_run_merges_experiments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Runs shared by several experiments are listed (and trained) once: 03's runs are a subset of 04's."""
+    assert main(["sweep", "parity_s4_vs_s6", "parity_training_speed", "--profile", "smoke", "--dry-run",
+                 "--root", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1] == "23 configs, 15 to train"
+    assert len(lines) == 16 and len({line.split()[0] for line in lines[:-1]}) == 15
+
+
+def test_sweep_unknown_experiment_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sweep", "tour", "no_such_experiment", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no_such_experiment" in err and len(err.splitlines()) == 1
