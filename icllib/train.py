@@ -171,16 +171,19 @@ def train_many(
     deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
     store = store or RunStore()
     device = resolve_device(device)
-    runs = [store.open(cfg) for cfg in configs]
-    queue = [(cfg, run) for cfg, run in zip(configs, runs, strict=True) if not run.complete]
+    # a run's directory is created only when it starts: runs never started (time limit) leave nothing behind
+    runs = [store.get(cfg) or Run(store.path(cfg), cfg) for cfg in configs]
+    queue = [cfg for cfg, run in zip(configs, runs, strict=True) if not run.complete]
     active: list[tuple[Iterator[int], Any]] = []
     started = 0
+    meter = _Throughput()
     while queue or active:
         while queue and len(active) < max(1, concurrency):
             if started >= concurrency and deadline is not None and time.monotonic() >= deadline:
                 queue.clear()  # out of time: start nothing more
                 break
-            cfg, run = queue.pop(0)
+            cfg = queue.pop(0)
+            run = store.open(cfg)
             started += 1
             stream = torch.cuda.Stream(device) if device.type == "cuda" else None
             active.append((_training(cfg, run, device, progress=False, step_mode=step_mode, deadline=deadline),
@@ -190,7 +193,26 @@ def train_many(
             with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
                 if next(gen, None) is None:
                     active.remove(item)
+        meter.tick(len(active))
     return runs
+
+
+class _Throughput:
+    """Logs `train_many`'s run-steps per second and the host's share of busy CPU time, once a minute: a host near
+    100% busy means the runs are host-bound (more concurrency will not help)."""
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        self.every_s, self.steps = every_s, 0
+        self.t0, self.cpu0 = time.monotonic(), time.process_time()
+
+    def tick(self, active: int) -> None:
+        self.steps += active
+        wall = time.monotonic() - self.t0
+        if wall >= self.every_s:
+            cpu = time.process_time() - self.cpu0
+            log.info("train_many: %d active runs, %.0f run-steps/s, host CPU %.0f%% of wall", active,
+                     self.steps / wall, 100 * cpu / wall)
+            self.steps, self.t0, self.cpu0 = 0, time.monotonic(), time.process_time()
 
 
 def _training(

@@ -154,6 +154,15 @@ def test_train_many_time_limit_checkpoints_and_resumes_exactly(tmp_path: Path) -
         assert a.read_json("eval.json") == b.read_json("eval.json")
 
 
+def test_train_many_leaves_no_directory_for_runs_it_never_starts(tmp_path: Path) -> None:
+    configs = [_cfg("a", seed=0, steps=30), _cfg("b", seed=1, steps=30)]
+    store = RunStore(tmp_path)
+    first, second = train_many(configs, store, device="cpu", concurrency=1, time_limit_s=0.0)
+    assert first.status()["step"] == 1 and first.dir.exists()
+    assert second.status()["state"] == "new" and not second.dir.exists()
+    assert [r.hash for r in store.runs()] == [first.hash]
+
+
 # ---- on a GPU -----------------------------------------------------------------------------------------------------
 
 def _losses(cfg: RunConfig, mode: str) -> list[float]:
