@@ -17,8 +17,9 @@ How it stays the eager step:
 - the optimizer is made capturable: its lr lives in a device tensor that `LambdaLR` fills in place each step, so the
   schedule reaches the replayed update;
 - batches are sampled on the host (the training generator stays a CPU generator, so every device sees the same
-  prompts) and copied into the graph's static inputs from pinned memory without blocking: while the GPU runs step
-  t, the host samples step t+1;
+  prompts) and copied into the graph's static inputs without blocking, through two pinned staging buffers allocated
+  once per graph (an event per buffer says when its last copy has left it): while the GPU runs step t, the host
+  samples step t+1;
 - losses must not index with boolean masks (a host synchronisation); tasks use `masked_mean`.
 """
 
@@ -141,19 +142,23 @@ class GraphStep(EagerStep):
         self._graph: torch.cuda.CUDAGraph | None = None
         self._static: Batch | None = None
         self._loss: Tensor | None = None
+        self._staging: list[_Staging] = []
+        self._calls = 0
 
     def __call__(self, batch: Batch) -> Tensor:
         key = signature(batch)
         if key != self._key:
             self._capture(batch, key)
         assert self._static is not None and self._graph is not None and self._loss is not None
-        _copy_into(self._static, batch)
+        self._staging[self._calls % len(self._staging)].copy(batch, self._static)
+        self._calls += 1
         self._graph.replay()
         return self._loss.clone()  # the static loss is overwritten by the next replay
 
     def _capture(self, batch: Batch, key: tuple[Any, ...]) -> None:
         self._graph = self._static = self._loss = None  # free the previous stage's graph first
         static = batch.to(self.device)  # fresh device tensors: the graph's inputs from now on
+        self._staging = [_Staging(static) for _ in range(2)]
         saved = _snapshot(self.model, self.opt)
         self._stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(self._stream):  # warm-up: autotuning, workspaces, optimizer state
@@ -171,12 +176,30 @@ class GraphStep(EagerStep):
         log.debug("captured a training-step graph for %s", key)
 
 
-def _copy_into(static: Batch, batch: Batch) -> None:
-    """Copy a host batch into the graph's device inputs without blocking the host (pinned staging)."""
-    pairs = [(static.xs, batch.xs), (static.ys, batch.ys), (static.loss_mask, batch.loss_mask)]
-    pairs += [(static.extras[k], v) for k, v in batch.extras.items()]
-    for dst, src in pairs:
-        dst.copy_(src.pin_memory() if src.device.type == "cpu" else src, non_blocking=True)
+def _tensors(batch: Batch) -> list[Tensor]:
+    return [batch.xs, batch.ys, batch.loss_mask, *(batch.extras[k] for k in sorted(batch.extras))]
+
+
+class _Staging:
+    """Pinned host buffers shaped like a graph's inputs. `copy` waits (on the host) until this buffer's previous
+    upload has left it, fills it from the batch and uploads it on the current stream without blocking; allocating
+    fresh pinned memory for every step instead costs the host far more than the copy."""
+
+    def __init__(self, static: Batch) -> None:
+        self.pinned = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in _tensors(static)]
+        self.uploaded: torch.cuda.Event | None = None
+
+    def copy(self, batch: Batch, static: Batch) -> None:
+        if self.uploaded is not None:
+            self.uploaded.synchronize()
+        for buf, src, dst in zip(self.pinned, _tensors(batch), _tensors(static), strict=True):
+            if src.device.type == "cpu":
+                buf.copy_(src)
+                dst.copy_(buf, non_blocking=True)
+            else:
+                dst.copy_(src, non_blocking=True)
+        self.uploaded = torch.cuda.Event()
+        self.uploaded.record()
 
 
 def _snapshot(model: nn.Module, opt: torch.optim.Optimizer) -> dict[int, tuple[Tensor, Tensor]]:

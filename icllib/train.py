@@ -27,12 +27,14 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from icllib.batches import Batches
 from icllib.config import RunConfig, config_hash
 from icllib.curriculum import schedule
 from icllib.evaluate import Curve, evaluate_batches, extrapolation, probe_layers, sample_eval_batches
@@ -98,7 +100,7 @@ class _State:
     pending: list[float] = dataclasses.field(default_factory=list)  # losses since the last log row
 
 
-def _checkpoint(model, opt, sched, data_gen, state: _State, device: torch.device) -> dict[str, Any]:
+def _checkpoint(model, opt, sched, batches: Batches, state: _State, device: torch.device) -> dict[str, Any]:
     ckpt = {
         "step": state.step,
         "rows": state.rows,
@@ -106,7 +108,7 @@ def _checkpoint(model, opt, sched, data_gen, state: _State, device: torch.device
         "model": model.state_dict(),
         "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict(),
-        "data_generator": data_gen.get_state(),
+        "data_generator": batches.generator_state(),
         "torch_rng": torch.get_rng_state(),  # dropout draws from the (forked) global RNG
     }
     if device.type == "cuda":
@@ -156,10 +158,13 @@ def train_many(
     concurrency: int = 8,
     step_mode: str | None = None,
     time_limit_s: float | None = None,
+    read_ahead: bool = True,
 ) -> list[Run]:
     """Train several runs at once in this process: up to `concurrency` of them interleave step by step, each on
     its own CUDA stream, so one run's small kernels fill the GPU while another's host side samples its next batch
     (a rolling pool: a finished run's place goes to the next config). Every run is stored exactly as by `train`.
+
+    `read_ahead`: sample each run's next batch in a pool of worker threads (icllib/batches.py; same batches).
 
     Differences from `train` one after another: dropout masks come from one shared global RNG, so runs with
     dropout > 0 depend on the interleaving; runs without dropout follow the same trajectories.
@@ -175,8 +180,21 @@ def train_many(
     runs = [store.get(cfg) or Run(store.path(cfg), cfg) for cfg in configs]
     queue = [cfg for cfg, run in zip(configs, runs, strict=True) if not run.complete]
     active: list[tuple[Iterator[int], Any]] = []
-    started = 0
     meter = _Throughput()
+    # host threads that sample each run's next batch while this thread launches steps (icllib/batches.py)
+    workers = min(concurrency, os.cpu_count() or 1) if read_ahead else 0
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="icllib-batches") if workers else None
+    try:
+        _interleave(queue, active, store, device, concurrency, deadline, step_mode, pool, meter)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+    return runs
+
+
+def _interleave(queue, active, store, device, concurrency, deadline, step_mode, pool, meter) -> None:
+    """`train_many`'s rolling pool: start queued runs while there is room, then advance every active run a step."""
+    started = 0
     while queue or active:
         while queue and len(active) < max(1, concurrency):
             if started >= concurrency and deadline is not None and time.monotonic() >= deadline:
@@ -186,15 +204,14 @@ def train_many(
             run = store.open(cfg)
             started += 1
             stream = torch.cuda.Stream(device) if device.type == "cuda" else None
-            active.append((_training(cfg, run, device, progress=False, step_mode=step_mode, deadline=deadline),
-                           stream))
+            active.append((_training(cfg, run, device, progress=False, step_mode=step_mode, deadline=deadline,
+                                     pool=pool), stream))
         for item in list(active):
             gen, stream = item
             with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
                 if next(gen, None) is None:
                     active.remove(item)
         meter.tick(len(active))
-    return runs
 
 
 class _Throughput:
@@ -224,6 +241,7 @@ def _training(
     stop_after: int | None = None,
     step_mode: str | None = None,
     deadline: float | None = None,
+    pool: ThreadPoolExecutor | None = None,
 ) -> Iterator[int]:
     """The training loop of one run as a generator: yields the step number after each step (so `train_many` can
     interleave runs); on return the run is complete, stopped on request (`stop_after` steps, or the `deadline` on
@@ -253,6 +271,7 @@ def _training(
             state = _State(step=ckpt["step"], rows=ckpt["rows"], pending=ckpt.get("pending", []))
             log.info("%s: resuming at step %d", cfg.name, state.step)
         step = make_step(model, task, opt, cfg, device, step_mode)  # after loading: a graph step re-tensorises lr
+        batches = Batches(task, cfg, data_gen, pool)  # sampled on the host; with a pool, one step ahead
         run.write_metrics(state.rows)  # drop rows logged after the checkpoint we resume from
         run.set_status("running", step=state.step)
 
@@ -262,48 +281,51 @@ def _training(
         started, first = time.perf_counter(), state.step
         end = cfg.train.steps if stop_after is None else min(cfg.train.steps, state.step + stop_after)
         model.train()
-        while state.step < end:
-            n_dims, n_points = schedule(cfg.curriculum, state.step)
-            batch = task.sample(cfg.train.batch_size, n_points, n_dims, generator=data_gen)  # on the host
-            pending.append(step(batch))  # detached loss on the device, read back at log points only
-            sched.step()
-            state.step += 1
+        try:
+            while state.step < end:
+                n_dims, n_points = schedule(cfg.curriculum, state.step)
+                batch = batches.get(state.step)
+                pending.append(step(batch))  # detached loss on the device, read back at log points only
+                sched.step()
+                state.step += 1
 
-            s = state.step
-            if deadline is not None and s < end and time.monotonic() >= deadline:
-                end = s  # out of time: checkpoint here and stop, like stop_after
-            at_log = s % cfg.train.log_every == 0 or s % cfg.train.eval_every == 0 or s % cfg.train.ckpt_every == 0
-            if s == end and not (at_log or s == cfg.train.steps):  # stopped on request between log points
-                state.pending = torch.stack(pending).float().cpu().tolist()
-                run.save_checkpoint(_checkpoint(model, opt, sched, data_gen, state, device))
-                run.set_status("running", step=s)
-            elif at_log or s == cfg.train.steps:
-                losses = torch.stack(pending).float().cpu()
-                bad = (~torch.isfinite(losses)).nonzero()
-                if len(bad):
-                    bad_step = s - len(pending) + int(bad[0]) + 1
-                    msg = f"non-finite loss at step {bad_step}; the last good checkpoint is kept"
-                    run.set_status("failed", step=bad_step, error=msg)
-                    raise TrainingDiverged(f"{cfg.name}: {msg}")
-                pending.clear()
-                state.pending = []
-                row: dict[str, Any] = {"step": s, "loss": float(losses[-1]), "loss_mean": float(losses.mean()),
-                                       "lr": float(sched.get_last_lr()[0]), "n_dims": n_dims, "n_points": n_points}
-                if s % cfg.train.eval_every == 0 or s == cfg.train.steps:
-                    curve = evaluate_batches(model, task, eval_set, device)
-                    row["eval"] = curve.to_dict()["mean"]  # null where no prompt counts (token tasks)
-                    row["eval_mean"] = curve.summary()
-                state.rows.append(row)
-                if bar is not None:
-                    bar.update(s - bar.n)
-                    bar.set_postfix(loss=f"{row['loss_mean']:.4f}")
-                else:
-                    log.info("%s step %d/%d loss %.4f", cfg.name, s, cfg.train.steps, row["loss_mean"])
-                if s % cfg.train.ckpt_every == 0 or s == cfg.train.steps or s == end:
-                    run.save_checkpoint(_checkpoint(model, opt, sched, data_gen, state, device))
-                    run.write_metrics(state.rows)
+                s = state.step
+                if deadline is not None and s < end and time.monotonic() >= deadline:
+                    end = s  # out of time: checkpoint here and stop, like stop_after
+                at_log = s % cfg.train.log_every == 0 or s % cfg.train.eval_every == 0 or s % cfg.train.ckpt_every == 0
+                if s == end and not (at_log or s == cfg.train.steps):  # stopped on request between log points
+                    state.pending = torch.stack(pending).float().cpu().tolist()
+                    run.save_checkpoint(_checkpoint(model, opt, sched, batches, state, device))
                     run.set_status("running", step=s)
-            yield s
+                elif at_log or s == cfg.train.steps:
+                    losses = torch.stack(pending).float().cpu()
+                    bad = (~torch.isfinite(losses)).nonzero()
+                    if len(bad):
+                        bad_step = s - len(pending) + int(bad[0]) + 1
+                        msg = f"non-finite loss at step {bad_step}; the last good checkpoint is kept"
+                        run.set_status("failed", step=bad_step, error=msg)
+                        raise TrainingDiverged(f"{cfg.name}: {msg}")
+                    pending.clear()
+                    state.pending = []
+                    row: dict[str, Any] = {"step": s, "loss": float(losses[-1]), "loss_mean": float(losses.mean()),
+                                           "lr": float(sched.get_last_lr()[0]), "n_dims": n_dims, "n_points": n_points}
+                    if s % cfg.train.eval_every == 0 or s == cfg.train.steps:
+                        curve = evaluate_batches(model, task, eval_set, device)
+                        row["eval"] = curve.to_dict()["mean"]  # null where no prompt counts (token tasks)
+                        row["eval_mean"] = curve.summary()
+                    state.rows.append(row)
+                    if bar is not None:
+                        bar.update(s - bar.n)
+                        bar.set_postfix(loss=f"{row['loss_mean']:.4f}")
+                    else:
+                        log.info("%s step %d/%d loss %.4f", cfg.name, s, cfg.train.steps, row["loss_mean"])
+                    if s % cfg.train.ckpt_every == 0 or s == cfg.train.steps or s == end:
+                        run.save_checkpoint(_checkpoint(model, opt, sched, batches, state, device))
+                        run.write_metrics(state.rows)
+                        run.set_status("running", step=s)
+                yield s
+        finally:
+            batches.close()  # a batch read ahead must not outlive the run
         if bar is not None:
             bar.close()
         elapsed = time.perf_counter() - started

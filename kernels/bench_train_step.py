@@ -19,6 +19,7 @@ short keeps what it measured. Parts:
   lengths  transformer and mamba at full scale vs tokens 82 → 4098, batch 16, fp32, eager and graph.
   profile  kernels of one graph replay of the four target presets at full scale (fp32, bf16): count, device time
            per category (matmul, scan, attention, optimizer, reduction, elementwise/other), top kernels.
+  host     cProfile of `train_many` on 12 paper runs of 07 for --host-seconds, reading batches ahead or not.
   sweep    --sweep-runs identical small runs (default 8; Mamba, paper scale, 1000 steps, one seed each): `train` one
            after another vs `train_many` (8 CUDA streams, one process; `train_many_k<N>`: N streams) vs
            `sweep.run(executor="local", jobs_per_gpu=8)` (8 processes).
@@ -247,8 +248,39 @@ def part_sweep(args) -> None:
                                                                                              / wall, 2)}))
 
 
+def part_host(args) -> None:
+    """Where the host's time goes in `train_many`: the runs 07 still needs (sparse LR, 2NN, DT × 4 models), trained
+    for `--host-seconds` under cProfile, with and without reading batches ahead in worker threads."""
+    import cProfile
+    import pstats
+
+    from icllib.experiments import EXPERIMENTS
+
+    configs = [c for c in EXPERIMENTS.get("regression_variants_extrapolation")("paper")
+               if c.task.name in ("sparse_linear_regression", "relu_2nn_regression", "decision_tree")]
+    for read_ahead in (False, True):
+        with tempfile.TemporaryDirectory() as tmp:
+            store = RunStore(tmp)
+            prof = cProfile.Profile()
+            cpu0, t0 = time.process_time(), time.perf_counter()
+            prof.enable()
+            runs = train_many(configs, store, device="cuda", concurrency=len(configs),
+                              time_limit_s=args.host_seconds, read_ahead=read_ahead)
+            prof.disable()
+            wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+            steps = sum(r.status().get("step", 0) for r in runs)
+            stats = pstats.Stats(prof)
+            top = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:25]  # by own time
+            emit({"kind": "host", "read_ahead": read_ahead, "runs": len(configs), "wall_s": round(wall, 1),
+                  "host_cpu_s": round(cpu, 1), "run_steps": steps, "run_steps_per_s": round(steps / wall, 1),
+                  "torch_threads": torch.get_num_threads(),
+                  "top_own_time": [{"fn": f"{Path(k[0]).name}:{k[1]}:{k[2]}", "calls": v[1],
+                                    "own_s": round(v[2], 2), "cum_s": round(v[3], 2)} for k, v in top]})
+
+
 PARTS = {"steps": part_steps, "precision": part_precision, "backends": part_backends, "lengths": part_lengths,
-         "profile": part_profile, "sweep": part_sweep, "compile": part_compile}
+         "profile": part_profile, "sweep": part_sweep, "compile": part_compile,
+         "host": part_host}
 
 
 def main() -> None:
@@ -257,6 +289,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200, help="timed steps per row (after warm-up)")
     parser.add_argument("--sweep-steps", type=int, default=1000)
     parser.add_argument("--sweep-runs", type=int, default=8)
+    parser.add_argument("--host-seconds", type=float, default=60.0)
     parser.add_argument("--sweep-hows", nargs="+", default=["sequential", "train_many", "processes"],
                         help="sequential | train_many (8 streams) | train_many_k<N> (N streams) | processes")
     parser.add_argument("--out", type=Path, default=None)

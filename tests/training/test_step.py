@@ -132,10 +132,11 @@ def test_capturable_optimizer_follows_the_schedule() -> None:
 
 # ---- train_many ---------------------------------------------------------------------------------------------------
 
-def test_train_many_stores_the_same_runs_as_train(tmp_path: Path) -> None:
+@pytest.mark.parametrize("read_ahead", [True, False])
+def test_train_many_stores_the_same_runs_as_train(tmp_path: Path, read_ahead: bool) -> None:
     configs = [_cfg("a", seed=0), _cfg("b", seed=1, layers=("mamba",)), _cfg("c", seed=2, steps=25)]
     one_by_one = [train(c, RunStore(tmp_path / "seq"), device="cpu", progress=False) for c in configs]
-    together = train_many(configs, RunStore(tmp_path / "many"), device="cpu", concurrency=2)
+    together = train_many(configs, RunStore(tmp_path / "many"), device="cpu", concurrency=2, read_ahead=read_ahead)
     for a, b in zip(one_by_one, together, strict=True):
         assert b.complete
         assert a.metrics() == b.metrics()
