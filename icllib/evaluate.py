@@ -183,3 +183,64 @@ def probe_layers(
             start += batch.batch_size
         curves[layer] = curve_from(values, masks, task.metric_name)
     return curves
+
+
+@torch.no_grad()
+def lens_probe(
+    model: nn.Module,
+    task: Task,
+    n_prompts: int,
+    generator: torch.Generator,
+    *,
+    n_context: int = 40,
+    n_test: int = 30,
+    fit_from: int = 30,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+) -> dict[str, list[float]]:
+    """Grazzi et al.'s probing protocol (PAPER_SPEC §6, `eval_icl_learning_curves.py`), for tasks of format "pairs".
+
+    Each of `n_test` query points is appended on its own to a context of `n_context` examples (prompts of
+    n_context + 1 points). Every residual stream (0 = the read-in, l = after block l) is decoded through the final
+    norm and the read-out (`model.logit_lens`); per prompt and layer, a 1-D affine map (scale, shift) is fitted by
+    least squares from the decoded outputs at context positions `fit_from .. n_context-1` to the true y, and the
+    mapped decoded output at the query is scored with `task.metric`.
+    Returns {"layer": [0..L], "error": [...], "sem": [...], "scale": [...], "shift": [...]} (means over prompts and
+    queries; `error` in the task's metric, e.g. squared error / d).
+    """
+    if task.io().format != "pairs":
+        raise ValueError(f"lens_probe: task format {task.io().format!r} is not supported (only 'pairs')")
+    model.eval()
+    # point indices of the n_test prompts built from one sampled prompt: the context, then query k
+    idx = torch.cat([torch.arange(n_context).expand(n_test, -1), n_context + torch.arange(n_test)[:, None]], 1)
+    errors, scales, shifts = [], [], []
+    for start in range(0, n_prompts, batch_size):
+        b = min(batch_size, n_prompts - start)
+        batch = task.sample(b, n_context + n_test, generator=generator)
+
+        def spread(t: torch.Tensor) -> torch.Tensor:  # [b, n_context + n_test, ...] -> [b * n_test, n_context + 1, ...]
+            return t[:, idx].flatten(0, 1)
+
+        # the task's other extras are per-prompt parameters (w, trees, ...) that neither the model nor the metric reads
+        extras = {"y_tokens": spread(batch.extras["y_tokens"])} if "y_tokens" in batch.extras else {}
+        prompts = Batch(spread(batch.xs), spread(batch.ys), spread(batch.loss_mask), extras, dict(batch.meta))
+        prompts = prompts.to(device)
+        lens = model.logit_lens(prompts).squeeze(-1).double()  # [L+1, b * n_test, n_context + 1]
+        lens = lens.unflatten(1, (b, n_test))  # [L+1, b, n_test, n_context + 1]
+        p = lens[:, :, 0, fit_from:n_context]  # [L+1, b, F]: the context is the same in every copy (causal)
+        y = batch.ys[:, fit_from:n_context].to(p)  # [b, F]
+        pc, yc = p - p.mean(-1, keepdim=True), y - y.mean(-1, keepdim=True)
+        var = (pc * pc).sum(-1)
+        scale = torch.where(var > 0, (pc * yc).sum(-1) / var.clamp_min(1e-300), torch.zeros_like(var))  # [L+1, b]
+        shift = y.mean(-1) - scale * p.mean(-1)  # [L+1, b]
+        query = scale[..., None] * lens[..., n_context] + shift[..., None]  # [L+1, b, n_test]
+        pred = torch.zeros(len(lens), b * n_test, n_context + 1, 1, dtype=torch.float32, device=lens.device)
+        pred[:, :, -1, 0] = query.flatten(1).float()
+        errors.append(torch.stack([task.metric(pr, prompts)[:, -1] for pr in pred]).cpu().double())  # [L+1, b*n_test]
+        scales.append(scale.cpu())
+        shifts.append(shift.cpu())
+    err, sc, sh = torch.cat(errors, 1), torch.cat(scales, 1), torch.cat(shifts, 1)
+    per_prompt = err.unflatten(1, (-1, n_test)).mean(-1)  # [L+1, n_prompts]: queries of one prompt share a context
+    sem = per_prompt.std(1) / math.sqrt(per_prompt.shape[1]) if per_prompt.shape[1] > 1 else torch.zeros(len(err))
+    return {"layer": list(range(len(err))), "error": err.mean(1).tolist(), "sem": sem.tolist(),
+            "scale": sc.mean(1).tolist(), "shift": sh.mean(1).tolist()}

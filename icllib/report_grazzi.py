@@ -87,6 +87,7 @@ class Result:
     curve: Curve  # [n_points] metric per position
     extrapolation: dict[int, Curve] = field(default_factory=dict)  # length -> Curve [length]
     probe: dict[int, Curve] = field(default_factory=dict)  # layer -> Curve [n_points]
+    lens: dict[str, list[float]] = field(default_factory=dict)  # evaluate.lens_probe: layer, error, sem, scale, shift
 
     @property
     def metric(self) -> str:
@@ -105,6 +106,7 @@ def result_of(run: Run) -> Result:
         curve=Curve.from_dict(data["curve"]),
         extrapolation={int(n): Curve.from_dict(c) for n, c in data.get("extrapolation", {}).items()},
         probe={int(layer): Curve.from_dict(c) for layer, c in data.get("probe", {}).items()},
+        lens=data.get("lens_probe", {}),
     )
 
 
@@ -202,6 +204,23 @@ def probe_table(results: Sequence[Result], start: int = 0) -> pd.DataFrame:
                          "error": curve.summary(start)})
         rows.append({"task": r.task, "model": r.model, "layer": "output", "depth": 1.0,
                      "error": r.curve.summary(start)})
+    return pd.DataFrame(rows)
+
+
+def lens_table(results: Sequence[Result]) -> pd.DataFrame:
+    """Grazzi et al.'s logit-lens probe per layer (`evaluate.lens_probe`): columns task, model, layer, depth
+    (layer / n_layers), error, sem, scale, shift. Runs stored without it (trained before it existed) are left out
+    with a log line; none having it raises ValueError."""
+    rows = []
+    for r in results:
+        if not r.lens:
+            log.warning("%s/%s: eval.json has no 'lens_probe' (trained before it existed); left out", r.task, r.model)
+            continue
+        for i, layer in enumerate(r.lens["layer"]):
+            rows.append({"task": r.task, "model": r.model, "layer": layer, "depth": layer / r.n_layers,
+                         **{k: r.lens[k][i] for k in ("error", "sem", "scale", "shift")}})
+    if not rows:
+        raise ValueError("lens_table: no result has a 'lens_probe' (runs with eval.probe=True store one)")
     return pd.DataFrame(rows)
 
 
@@ -322,6 +341,30 @@ def plot_probe_positions(results: Sequence[Result], task: str, ylim: tuple[float
         ax.set(title=f"{r.model} on {task.replace('_', ' ')}", xlabel="in-context examples $i$", ylim=ylim)
         ax.legend(fontsize=6, ncol=2)
     axes[0].set_ylabel("probe error")
+    fig.tight_layout()
+    return fig
+
+
+def plot_lens(results: Sequence[Result]) -> Figure:
+    """Grazzi et al.'s probing figure: one column per task, rows = query error (log scale, with ±1 SEM bars),
+    the fitted scale and the fitted shift, each vs relative depth layer / n_layers, one line per model. Refinement
+    shows as error falling with depth, scale → 1 and shift → 0 in the late layers."""
+    table = lens_table(results)
+    tasks = list(dict.fromkeys(table.task))
+    fig, axes = plt.subplots(3, len(tasks), figsize=(4.2 * len(tasks), 8.4), squeeze=False)
+    for col, task in enumerate(tasks):
+        for model, rows in table[table.task == task].groupby("model", sort=False):
+            style = {"marker": "o", "color": plotting.color(model), "label": model}
+            axes[0, col].errorbar(rows.depth, rows.error, yerr=rows["sem"], capsize=2, **style)
+            axes[1, col].plot(rows.depth, rows["scale"], **style)
+            axes[2, col].plot(rows.depth, rows["shift"], **style)  # not .shift: a DataFrame method
+        axes[0, col].set(title=task.replace("_", " "), yscale="log")
+        axes[1, col].axhline(1.0, color="0.6", lw=0.8, ls=":")
+        axes[2, col].axhline(0.0, color="0.6", lw=0.8, ls=":")
+        axes[2, col].set_xlabel("relative depth (layer / number of blocks)")
+    for row, label in enumerate(("query error (logit lens + affine map)", "fitted scale", "fitted shift")):
+        axes[row, 0].set_ylabel(label)
+    axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
     return fig
 

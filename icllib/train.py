@@ -37,7 +37,14 @@ from torch import nn
 from icllib.batches import Batches
 from icllib.config import RunConfig, config_hash
 from icllib.curriculum import schedule
-from icllib.evaluate import Curve, evaluate_batches, extrapolation, probe_layers, sample_eval_batches
+from icllib.evaluate import (
+    Curve,
+    evaluate_batches,
+    extrapolation,
+    lens_probe,
+    probe_layers,
+    sample_eval_batches,
+)
 from icllib.models import build_model
 from icllib.repro import eval_generator, make_generator, provenance, train_generator
 from icllib.step import make_step
@@ -352,6 +359,10 @@ def _finish(cfg, run: Run, model, task, eval_set, device, *, steps_this_call: in
                                   batch_size=cfg.eval.batch_size)
         curves = probe_layers(model, task, fit, eval_set, device=device)
         result["probe"] = {str(layer): c.to_dict() for layer, c in curves.items()}
+        # Grazzi et al.'s own protocol: logit lens + per-prompt affine map, 40 context points, 30 queries
+        result["lens_probe"] = lens_probe(model, task, cfg.eval.n_examples,
+                                          make_generator(eval_generator(cfg.seed).initial_seed() + 3),
+                                          batch_size=cfg.eval.batch_size, device=device)
     run.write_json("eval.json", result)
     from icllib.ops.selective_scan import last_backend
 

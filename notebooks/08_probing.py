@@ -26,10 +26,11 @@
 # of fresh prompts (all positions pooled) and scored on the run's fixed evaluation prompts, per position
 # (`evaluate.probe_layers`; eval.json's `"probe"`). The error is normalized like the model's own (zero predictor ≈ 1).
 #
-# **Not Grazzi's exact protocol.** They decode each layer through the model's own final norm and read-out
-# ("logit lens") and then fit a 1-D affine map per prompt on 10 context positions; we fit one $D$-dimensional linear
-# probe per layer across prompts. Ours can read information the read-out would not use, so it is an upper bound on
-# what a layer "knows" rather than on what it would output; both ask whether the answer forms gradually.
+# **Two probes.** The ridge probe above reads everything a layer holds: it is an upper bound on what the layer
+# "knows". The second section runs **Grazzi et al.'s own protocol** (`evaluate.lens_probe`; eval.json's
+# `"lens_probe"`): each layer is decoded through the model's own final norm and read-out ("logit lens"), a 1-D affine
+# map (scale, shift) is fitted per prompt on context positions 30–39, and the mapped output is scored on 30 query
+# points each appended on its own to a 40-example context. That asks what the layer would *output*.
 
 # %% tags=["parameters"]
 profile = "paper"
@@ -94,6 +95,25 @@ table = rg.probe_table(results, start=start)
 print(rg.wide(table, "layer", "error").round(3))
 
 # %% [markdown]
+# ## Grazzi et al.'s protocol: logit lens and a per-prompt affine map
+# Top row: the error at the 30 query points (log scale, ±1 standard error over prompts) vs relative depth. Middle and
+# bottom rows: the fitted scale and shift, averaged over prompts. Grazzi et al. read iterative refinement from an
+# error that falls layer by layer while the scale approaches 1 and the shift 0 (the decoded output becomes the
+# prediction itself, not just correlated with it). Runs stored before this probe existed are left out (a log line
+# names them).
+
+# %%
+fig = rg.plot_lens(results)
+plotting.savefig(fig, "08_probing_lens", profile=profile,
+                 sidecar={"params": {"tasks": tasks, "n_context": 40, "n_test": 30, "fit_positions": [30, 39]},
+                          "config_hashes": [config_hash(c) for c in configs]})
+plt.show()
+
+# %%
+lens = rg.lens_table(results)
+print(rg.wide(lens, "layer", "error").round(3))
+
+# %% [markdown]
 # **Reading the figure.** Claim 9 holds for a model if its probe error decreases (roughly monotonically) with depth
 # and ends near its output error. Where the last probe beats the output, the read-out is not using everything the
 # final hidden state holds.
@@ -115,4 +135,5 @@ print(f"{len(results)} runs; tasks: {', '.join(dict.fromkeys(r.task for r in res
 for r in results:
     errors = table[(table.task == r.task) & (table.model == r.model)].error
     print(f"{r.task}/{r.model}: probed layers {sorted(r.probe)} of {r.n_layers} blocks, prompts {r.curve.count[0]}, "
-          f"errors finite and below 10: {bool(errors.notna().all() and (errors < 10).all())}")
+          f"errors finite and below 10: {bool(errors.notna().all() and (errors < 10).all())}, "
+          f"logit-lens layers {len(r.lens.get('layer', []))}")

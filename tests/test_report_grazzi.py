@@ -102,6 +102,19 @@ def test_probe_table_depth_and_output_row() -> None:
         rg.probe_table([_result()])
 
 
+def test_lens_table_and_figure_leave_out_runs_without_a_lens_probe() -> None:
+    lens = {"layer": [0, 1, 2], "error": [0.9, 0.3, 0.1], "sem": [0.01] * 3, "scale": [0.1, 0.7, 1.0],
+            "shift": [0.2, 0.1, 0.0]}
+    with_lens, without = _result(lens=lens), _result(model="transformer")
+    table = rg.lens_table([with_lens, without])
+    assert table.model.unique().tolist() == ["mamba"]
+    assert table.depth.tolist() == pytest.approx([0.0, 0.5, 1.0]) and table.scale.tolist() == [0.1, 0.7, 1.0]
+    fig = rg.plot_lens([with_lens, without])
+    assert len(fig.axes) == 3 and fig.axes[0].get_yscale() == "log"
+    with pytest.raises(ValueError, match="no result has a 'lens_probe'"):
+        rg.lens_table([without])
+
+
 def test_load_results_reads_stored_runs_without_training(tmp_path) -> None:
     store = RunStore(tmp_path)
     cfg = experiments.probing("smoke")[0]

@@ -59,6 +59,9 @@ def test_probes_score_every_residual_stream(tmp_path: Path) -> None:
     means = {layer: sum(c["mean"]) / len(c["mean"]) for layer, c in probe.items()}
     # y = wᵀx with one fixed w is linear in the x token itself: even the read-in state (layer 0) probes well
     assert all(m < 0.05 for m in means.values()), means
+    lens = run.read_json("eval.json")["lens_probe"]  # Grazzi's logit-lens protocol, one row per residual stream
+    assert lens["layer"] == [0, 1, 2] and len(lens["error"]) == len(lens["scale"]) == 3
+    assert lens["error"][-1] < 0.5 * lens["error"][0], lens["error"]  # the output is far better than the read-in
 
 
 def test_a_complete_run_is_not_trained_again(tmp_path: Path) -> None:
