@@ -53,6 +53,25 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from icllib.transfer import export_runs
+
+    files = export_runs(RunStore(args.root), args.profile, args.out, checkpoints=args.checkpoints,
+                        part_mib=args.part_mib)
+    for f in files:
+        print(f"{f.stat().st_size / 2**20:8.2f} MiB  {f}")
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from icllib.transfer import import_runs
+
+    report = import_runs(args.src, RunStore(args.root))
+    print(f"{len(report.added)} added, {len(report.updated)} updated, {len(report.skipped)} skipped "
+          f"(complete here already, or not further than the stored state)")
+    return 0
+
+
 def _load_config(path_str: str) -> RunConfig:
     path = Path(path_str)
     if not path.exists():
@@ -125,6 +144,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--incomplete", action="store_true", help="only runs that never finished")
     p.add_argument("--root", type=Path, default=None, help="store root (default: results/)")
     p.set_defaults(func=_cmd_runs)
+
+    p = sub.add_parser("export", help="write a profile's runs as records.tgz (+ checkpoint parts of incomplete runs)")
+    p.add_argument("--profile", choices=("smoke", "paper", "full"), default="paper")
+    p.add_argument("--out", type=Path, required=True, help="folder to write into")
+    p.add_argument("--checkpoints", action="store_true", help="also the ckpt.pt of every incomplete run")
+    p.add_argument("--part-mib", type=float, default=15.0, help="largest checkpoint part, MiB")
+    p.add_argument("--root", type=Path, default=None, help="store root (default: results/)")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("import", help="merge what `icl export` wrote into the store (complete runs are kept)")
+    p.add_argument("src", type=Path, help="folder holding records.tgz and checkpoints.tar.* parts")
+    p.add_argument("--root", type=Path, default=None, help="store root (default: results/)")
+    p.set_defaults(func=_cmd_import)
 
     p = sub.add_parser("hash", help="validate a RunConfig JSON file and print its hash")
     p.add_argument("config")

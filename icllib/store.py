@@ -217,7 +217,7 @@ class RunStore:
             if not base.is_dir():
                 continue
             for directory in sorted(base.iterdir()):
-                if (directory / "config.json").exists():
+                if not directory.name.startswith(".") and (directory / "config.json").exists():  # .x: temporaries
                     try:
                         cfg = from_dict(RunConfig, read_json(directory / "config.json"))
                     except (StoreError, ConfigError) as e:

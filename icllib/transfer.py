@@ -1,0 +1,120 @@
+"""Move runs between stores (a GPU machine and a laptop, a cluster and a clone) as a few bounded files.
+
+    export_runs(store, "paper", out_dir)                 # out_dir/records.tgz: every run's files but checkpoints
+    export_runs(store, "paper", out_dir, checkpoints=True, part_mib=15)
+                                                         # + out_dir/checkpoints.tar.00, .01, ...: the ckpt.pt of
+                                                         #   every incomplete run, split into parts of <= part_mib
+    import_runs(out_dir, store)                          # -> ImportReport(added, updated, skipped)
+
+Complete runs need no checkpoint (`status.json` says complete; the figures read the JSON files), so records stay
+small enough to commit. Incomplete runs travel with their checkpoint so that training resumes where it stopped.
+Importing never replaces a complete run, never takes a run directory that holds another config (StoreError), and
+writes each run into a temporary directory that is renamed into place, so an interrupted import leaves whole runs.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from icllib.config import RunConfig, from_dict
+from icllib.store import RunStore, StoreError, read_json
+
+log = logging.getLogger(__name__)
+
+RECORDS = "records.tgz"
+CHECKPOINT_PARTS = "checkpoints.tar."
+
+
+@dataclass
+class ImportReport:
+    added: list[str] = field(default_factory=list)  # runs new to the store
+    updated: list[str] = field(default_factory=list)  # incomplete runs replaced by a further (or complete) state
+    skipped: list[str] = field(default_factory=list)  # complete here already
+
+
+def export_runs(store: RunStore, profile: str, out_dir: str | Path, *, checkpoints: bool = False,
+                part_mib: float = 15.0) -> list[Path]:
+    """Write `profile`'s runs to `out_dir` (module docstring); returns the files written."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs = list(store.runs(profile))
+    records = out_dir / RECORDS
+    with tarfile.open(records, "w:gz") as tar:
+        for run in runs:
+            for path in sorted(run.dir.iterdir()):
+                if path.is_file() and path.name != "ckpt.pt" and ".tmp-" not in path.name:
+                    tar.add(path, arcname=f"{run.hash}/{path.name}")
+    written = [records]
+    if checkpoints:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for run in runs:
+                if not run.complete and (run.dir / "ckpt.pt").exists():
+                    tar.add(run.dir / "ckpt.pt", arcname=f"{run.hash}/ckpt.pt")
+        data, size = buf.getvalue(), max(1, int(part_mib * 2**20))
+        for i in range(0, len(data), size):
+            part = out_dir / f"{CHECKPOINT_PARTS}{i // size:02d}"
+            part.write_bytes(data[i : i + size])
+            written.append(part)
+    log.info("exported %d runs of %s to %s (%d files)", len(runs), profile, out_dir, len(written))
+    return written
+
+
+def import_runs(src_dir: str | Path, store: RunStore) -> ImportReport:
+    """Merge what `export_runs` wrote in `src_dir` into `store` (module docstring)."""
+    src_dir = Path(src_dir)
+    if not (src_dir / RECORDS).is_file():
+        raise StoreError(f"import: {src_dir} holds no {RECORDS} (write one with `icl export`)")
+    report = ImportReport()
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp)
+        with tarfile.open(src_dir / RECORDS, "r:gz") as tar:
+            tar.extractall(staged, filter="data")
+        parts = sorted(src_dir.glob(f"{CHECKPOINT_PARTS}*"))
+        if parts:
+            with tarfile.open(fileobj=io.BytesIO(b"".join(p.read_bytes() for p in parts)), mode="r") as tar:
+                tar.extractall(staged, filter="data")
+        for run_dir in sorted(p for p in staged.iterdir() if p.is_dir()):
+            _merge(run_dir, store, report)
+    return report
+
+
+def _merge(run_dir: Path, store: RunStore, report: ImportReport) -> None:
+    cfg = from_dict(RunConfig, read_json(run_dir / "config.json"))
+    incoming_complete = (run_dir / "status.json").exists() and read_json(run_dir / "status.json").get(
+        "state") == "complete"
+    if store.get(cfg) is not None:  # complete here (also checks that the directory holds this config)
+        report.skipped.append(run_dir.name)
+        return
+    target = store.path(cfg)
+    if target.name != run_dir.name:
+        raise StoreError(f"import: {run_dir.name}/config.json hashes to {target.name}; the export is corrupt")
+    if target.exists() and not incoming_complete:
+        here = read_json(target / "status.json").get("step", 0) if (target / "status.json").exists() else 0
+        there = read_json(run_dir / "status.json").get("step", 0) if (run_dir / "status.json").exists() else 0
+        if not (run_dir / "ckpt.pt").exists() or there <= here:
+            report.skipped.append(run_dir.name)  # without its checkpoint, or not further than ours: adds nothing
+            return
+    existed = target.exists()
+    if existed:
+        store.open(cfg)  # raises StoreError if the directory holds another config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    incoming = target.with_name(f".{target.name}.import")
+    shutil.rmtree(incoming, ignore_errors=True)
+    shutil.copytree(run_dir, incoming)
+    if existed:
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+        incoming.rename(target)
+        shutil.rmtree(old)
+        report.updated.append(run_dir.name)
+    else:
+        incoming.rename(target)
+        report.added.append(run_dir.name)

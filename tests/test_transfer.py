@@ -1,0 +1,72 @@
+"""`icl export` / `icl import`: runs move between stores as bounded files; incomplete runs carry their checkpoint
+and resume exactly; complete runs are never replaced."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "training"))
+import _toy  # noqa: E402, F401  (registers "toy_regression")
+
+from icllib.cli import main  # noqa: E402
+from icllib.config import CurriculumConfig, EvalConfig, ModelConfig, RunConfig, TaskConfig, TrainConfig  # noqa: E402
+from icllib.store import RunStore, StoreError  # noqa: E402
+from icllib.train import train  # noqa: E402
+from icllib.transfer import export_runs, import_runs  # noqa: E402
+
+
+def _cfg(seed: int, steps: int = 30) -> RunConfig:
+    return RunConfig(name=f"toy{seed}", profile="paper", seed=seed, task=TaskConfig("toy_regression", n_dims=4),
+                     model=ModelConfig(layers=("mamba",), d_model=16),
+                     train=TrainConfig(steps=steps, batch_size=8, lr=3e-3, eval_every=10, ckpt_every=10, log_every=5),
+                     curriculum=CurriculumConfig(dims_start=4, dims_end=4, points_start=6, points_end=6),
+                     eval=EvalConfig(n_examples=16, batch_size=16))
+
+
+def test_a_stopped_run_resumes_exactly_after_a_round_trip(tmp_path: Path) -> None:
+    gpu = RunStore(tmp_path / "gpu")
+    done = train(_cfg(0), gpu, device="cpu", progress=False)
+    stopped = train(_cfg(1), gpu, device="cpu", progress=False, stop_after=13)
+    files = export_runs(gpu, "paper", tmp_path / "out", checkpoints=True, part_mib=0.05)
+    assert [f.name for f in files][:3] == ["records.tgz", "checkpoints.tar.00", "checkpoints.tar.01"]  # split
+
+    laptop = RunStore(tmp_path / "laptop")
+    report = import_runs(tmp_path / "out", laptop)
+    assert sorted(report.added) == sorted([done.hash, stopped.hash]) and not report.updated
+    here = laptop.get(_cfg(0))
+    assert here is not None and not (here.dir / "ckpt.pt").exists()  # complete runs travel without checkpoints
+    assert here.read_json("eval.json") == done.read_json("eval.json")
+
+    resumed = train(_cfg(1), laptop, device="cpu", progress=False)
+    whole = train(_cfg(1), RunStore(tmp_path / "whole"), device="cpu", progress=False)
+    assert resumed.complete and resumed.metrics() == whole.metrics()
+    assert resumed.read_json("eval.json") == whole.read_json("eval.json")
+
+    again = import_runs(tmp_path / "out", laptop)  # the stored complete runs are kept
+    assert sorted(again.skipped) == sorted([done.hash, stopped.hash]) and not again.added
+
+
+def test_a_further_incomplete_state_updates_an_earlier_one(tmp_path: Path) -> None:
+    gpu, laptop = RunStore(tmp_path / "gpu"), RunStore(tmp_path / "laptop")
+    train(_cfg(2), laptop, device="cpu", progress=False, stop_after=5)
+    train(_cfg(2), gpu, device="cpu", progress=False, stop_after=17)
+    export_runs(gpu, "paper", tmp_path / "out", checkpoints=True)
+    report = import_runs(tmp_path / "out", laptop)
+    assert len(report.updated) == 1 and laptop.open(_cfg(2)).status()["step"] == 17
+    assert not [p for p in (tmp_path / "laptop" / "paper").iterdir() if p.name.startswith(".")]  # no temporaries
+
+
+def test_import_refuses_a_folder_without_records(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(StoreError, match="no records.tgz"):
+        import_runs(tmp_path, RunStore(tmp_path / "s"))
+    assert main(["import", str(tmp_path), "--root", str(tmp_path / "s")]) == 2
+    assert "no records.tgz" in capsys.readouterr().err
+
+
+def test_cli_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    train(_cfg(3, steps=10), RunStore(tmp_path / "a"), device="cpu", progress=False)
+    assert main(["export", "--profile", "paper", "--out", str(tmp_path / "o"), "--root", str(tmp_path / "a")]) == 0
+    assert main(["import", str(tmp_path / "o"), "--root", str(tmp_path / "b")]) == 0
+    assert "1 added, 0 updated, 0 skipped" in capsys.readouterr().out
+    assert RunStore(tmp_path / "b").get(_cfg(3, steps=10)) is not None
