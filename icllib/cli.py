@@ -22,7 +22,7 @@ from pathlib import Path
 
 from icllib.config import ConfigError, RunConfig, config_hash, run_config_from_json
 from icllib.registry import UnknownNameError
-from icllib.store import RunStore, StoreError
+from icllib.store import RunStore, StoreError, read_json
 
 USER_ERRORS = (ConfigError, StoreError, UnknownNameError)
 
@@ -104,9 +104,14 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         store = RunStore(args.root)
         todo = sweep.pending(configs, store)
+        left = 0
         for cfg in todo:
-            print(f"{config_hash(cfg)}  {cfg.name}")
-        print(f"{len(configs)} configs, {len(todo)} to train")
+            run = store.path(cfg)
+            done = read_json(run / "status.json").get("step", 0) if (run / "status.json").exists() else 0
+            left += cfg.train.steps - done
+            print(f"{config_hash(cfg)}  {cfg.name}" + (f"  (stopped at step {done} of {cfg.train.steps})" if done
+                                                       else ""))
+        print(f"{len(configs)} configs, {len(todo)} to train, {left} run-steps to go")
         return 0
     slurm = {"partition": args.partition} if args.partition else {}
     try:

@@ -67,7 +67,7 @@ def test_sweep_dry_run_merges_experiments(tmp_path: Path, capsys: pytest.Capture
     assert main(["sweep", "parity_s4_vs_s6", "parity_training_speed", "--profile", "smoke", "--dry-run",
                  "--root", str(tmp_path)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[-1] == "23 configs, 15 to train"
+    assert lines[-1] == f"23 configs, 15 to train, {15 * 120} run-steps to go"
     assert len(lines) == 16 and len({line.split()[0] for line in lines[:-1]}) == 15
 
 
