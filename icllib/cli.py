@@ -68,7 +68,9 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
     report = import_runs(args.src, RunStore(args.root))
     print(f"{len(report.added)} added, {len(report.updated)} updated, {len(report.skipped)} skipped "
-          f"(complete here already, or not further than the stored state)")
+          f"(complete here already, or not further than the stored state)"
+          + (f", {len(report.lost)} not imported (checkpoint part missing): {' '.join(report.lost)}"
+             if report.lost else ""))
     return 0
 
 

@@ -36,6 +36,7 @@ class ImportReport:
     added: list[str] = field(default_factory=list)  # runs new to the store
     updated: list[str] = field(default_factory=list)  # incomplete runs replaced by a further (or complete) state
     skipped: list[str] = field(default_factory=list)  # complete here already
+    lost: list[str] = field(default_factory=list)  # incomplete runs whose checkpoint part did not arrive
 
 
 def export_runs(store: RunStore, profile: str, out_dir: str | Path, *, checkpoints: bool = False,
@@ -76,19 +77,58 @@ def import_runs(src_dir: str | Path, store: RunStore) -> ImportReport:
         staged = Path(tmp)
         with tarfile.open(src_dir / RECORDS, "r:gz") as tar:
             tar.extractall(staged, filter="data")
-        parts = sorted(src_dir.glob(f"{CHECKPOINT_PARTS}*"))
+        parts = _consecutive_parts(src_dir)
         if parts:
-            with tarfile.open(fileobj=io.BytesIO(b"".join(p.read_bytes() for p in parts)), mode="r") as tar:
-                tar.extractall(staged, filter="data")
+            _extract_whole_members(b"".join(p.read_bytes() for p in parts), staged)
         for run_dir in sorted(p for p in staged.iterdir() if p.is_dir()):
+            if parts and not (run_dir / "ckpt.pt").exists() and not _is_complete(run_dir):
+                # its checkpoint was in a part that did not arrive: importing the records alone would claim a step
+                # that no checkpoint can resume from
+                log.warning("import: %s is incomplete and its checkpoint did not arrive whole; not imported",
+                            run_dir.name)
+                report.lost.append(run_dir.name)
+                continue
             _merge(run_dir, store, report)
     return report
 
 
+def _consecutive_parts(src_dir: Path) -> list[Path]:
+    """checkpoints.tar.00, .01, ... up to the first gap (parts after a gap cannot be joined to what came before)."""
+    found = {p.name[len(CHECKPOINT_PARTS):]: p for p in src_dir.glob(f"{CHECKPOINT_PARTS}*")}
+    parts = []
+    while f"{len(parts):02d}" in found:
+        parts.append(found[f"{len(parts):02d}"])
+    if len(parts) < len(found):
+        log.warning("import: checkpoint parts after %s%02d are missing; later parts are ignored",
+                    CHECKPOINT_PARTS, len(parts))
+    return parts
+
+
+def _extract_whole_members(data: bytes, dest: Path) -> None:
+    """Extract the tar in `data` member by member; a member cut off by a missing last part is dropped whole."""
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
+        while True:
+            member = None
+            try:
+                member = tar.next()
+                if member is None:
+                    return
+                tar.extract(member, dest, filter="data")
+            except (tarfile.ReadError, EOFError):
+                log.warning("import: the checkpoint parts end inside an archive member (a part is missing); "
+                            "the members that arrived whole are kept")
+                if member is not None and member.isfile():
+                    (dest / member.name).unlink(missing_ok=True)
+                return
+
+
+def _is_complete(run_dir: Path) -> bool:
+    return (run_dir / "status.json").exists() and read_json(run_dir / "status.json").get("state") == "complete"
+
+
 def _merge(run_dir: Path, store: RunStore, report: ImportReport) -> None:
     cfg = from_dict(RunConfig, read_json(run_dir / "config.json"))
-    incoming_complete = (run_dir / "status.json").exists() and read_json(run_dir / "status.json").get(
-        "state") == "complete"
+    incoming_complete = _is_complete(run_dir)
     if store.get(cfg) is not None:  # complete here (also checks that the directory holds this config)
         report.skipped.append(run_dir.name)
         return
