@@ -81,7 +81,8 @@ def import_runs(src_dir: str | Path, store: RunStore) -> ImportReport:
         if parts:
             _extract_whole_members(b"".join(p.read_bytes() for p in parts), staged)
         for run_dir in sorted(p for p in staged.iterdir() if p.is_dir()):
-            if parts and not (run_dir / "ckpt.pt").exists() and not _is_complete(run_dir):
+            if (parts and not (run_dir / "ckpt.pt").exists() and not _is_complete(run_dir)
+                    and store.get(from_dict(RunConfig, read_json(run_dir / "config.json"))) is None):
                 # its checkpoint was in a part that did not arrive: importing the records alone would claim a step
                 # that no checkpoint can resume from
                 log.warning("import: %s is incomplete and its checkpoint did not arrive whole; not imported",
