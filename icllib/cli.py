@@ -57,7 +57,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from icllib.transfer import export_runs
 
     files = export_runs(RunStore(args.root), args.profile, args.out, checkpoints=args.checkpoints,
-                        part_mib=args.part_mib)
+                        part_mib=args.part_mib, max_mib=args.max_mib)
     for f in files:
         print(f"{f.stat().st_size / 2**20:8.2f} MiB  {f}")
     return 0
@@ -157,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="folder to write into")
     p.add_argument("--checkpoints", action="store_true", help="also the ckpt.pt of every incomplete run")
     p.add_argument("--part-mib", type=float, default=15.0, help="largest checkpoint part, MiB")
+    p.add_argument("--max-mib", type=float, default=None,
+                   help="keep all files under this many MiB: the checkpoints of the runs furthest along go first")
     p.add_argument("--root", type=Path, default=None, help="store root (default: results/)")
     p.set_defaults(func=_cmd_export)
 

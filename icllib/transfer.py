@@ -40,8 +40,14 @@ class ImportReport:
 
 
 def export_runs(store: RunStore, profile: str, out_dir: str | Path, *, checkpoints: bool = False,
-                part_mib: float = 15.0) -> list[Path]:
-    """Write `profile`'s runs to `out_dir` (module docstring); returns the files written."""
+                part_mib: float = 15.0, max_mib: float | None = None) -> list[Path]:
+    """Write `profile`'s runs to `out_dir` (module docstring); returns the files written.
+
+    `max_mib`: keep everything written under this many MiB (a device call's limit on the files that come back):
+    checkpoints go in the order of most steps done first, and those that do not fit are left out and named in a
+    warning (their runs then restart on import elsewhere)."""
+    if part_mib <= 0 or (max_mib is not None and max_mib <= 0):
+        raise StoreError(f"export: part_mib and max_mib must be > 0 MiB (got {part_mib}, {max_mib})")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = list(store.runs(profile))
@@ -54,10 +60,21 @@ def export_runs(store: RunStore, profile: str, out_dir: str | Path, *, checkpoin
     written = [records]
     if checkpoints:
         buf = io.BytesIO()
+        stopped = [run for run in runs if not run.complete and (run.dir / "ckpt.pt").exists()]
+        stopped.sort(key=lambda run: -int(run.status().get("step", 0)))  # the most work to redo goes first
+        room = None if max_mib is None else max_mib * 2**20 - records.stat().st_size
+        left_out = []
         with tarfile.open(fileobj=buf, mode="w") as tar:
-            for run in runs:
-                if not run.complete and (run.dir / "ckpt.pt").exists():
-                    tar.add(run.dir / "ckpt.pt", arcname=f"{run.hash}/ckpt.pt")
+            for run in stopped:
+                # a tar member costs its size rounded up to 512 bytes, plus a 512-byte header (+ 10 KiB at the end)
+                cost = -(-(run.dir / "ckpt.pt").stat().st_size // 512) * 512 + 512
+                if room is not None and buf.tell() + cost + 10240 > room:
+                    left_out.append(run.hash)
+                    continue
+                tar.add(run.dir / "ckpt.pt", arcname=f"{run.hash}/ckpt.pt")
+        if left_out:
+            log.warning("export: %d checkpoints do not fit in %s MiB and are left out: %s", len(left_out), max_mib,
+                        " ".join(left_out))
         data, size = buf.getvalue(), max(1, int(part_mib * 2**20))
         for i in range(0, len(data), size):
             part = out_dir / f"{CHECKPOINT_PARTS}{i // size:02d}"

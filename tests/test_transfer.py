@@ -76,6 +76,21 @@ def test_a_missing_last_part_loses_only_the_runs_it_held(tmp_path: Path) -> None
             assert (here / "ckpt.pt").read_bytes() == (run.dir / "ckpt.pt").read_bytes()
 
 
+def test_export_under_a_size_cap_keeps_the_runs_furthest_along(tmp_path: Path) -> None:
+    gpu = RunStore(tmp_path / "gpu")
+    near = train(_cfg(7), gpu, device="cpu", progress=False, stop_after=23)
+    far = [train(_cfg(seed), gpu, device="cpu", progress=False, stop_after=7) for seed in (8, 9)]
+    ckpt_mib = (near.dir / "ckpt.pt").stat().st_size / 2**20
+    records_mib = export_runs(gpu, "paper", tmp_path / "rec")[0].stat().st_size / 2**20
+    cap = records_mib + 1.5 * ckpt_mib  # room for one checkpoint (and the tar's overhead), not two
+    files = export_runs(gpu, "paper", tmp_path / "out", checkpoints=True, part_mib=0.01, max_mib=cap)
+    assert sum(f.stat().st_size for f in files) <= cap * 2**20
+    report = import_runs(tmp_path / "out", RunStore(tmp_path / "laptop"))
+    assert report.added == [near.hash] and sorted(report.lost) == sorted(r.hash for r in far)
+    with pytest.raises(StoreError, match="max_mib"):
+        export_runs(gpu, "paper", tmp_path / "o2", checkpoints=True, max_mib=0)
+
+
 def test_import_refuses_a_folder_without_records(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(StoreError, match="no records.tgz"):
         import_runs(tmp_path, RunStore(tmp_path / "s"))
