@@ -46,7 +46,7 @@ from icllib.evaluate import (
     sample_eval_batches,
 )
 from icllib.models import build_model
-from icllib.repro import eval_generator, make_generator, provenance, train_generator
+from icllib.repro import device_name, eval_generator, git_sha, make_generator, provenance, train_generator
 from icllib.step import make_step
 from icllib.store import Run, RunStore
 from icllib.tasks import build_task
@@ -105,13 +105,22 @@ class _State:
     step: int
     rows: list[dict[str, Any]]
     pending: list[float] = dataclasses.field(default_factory=list)  # losses since the last log row
+    segments: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # earlier training calls (_segment)
 
 
-def _checkpoint(model, opt, sched, batches: Batches, state: _State, device: torch.device) -> dict[str, Any]:
+def _segment(first: int, step: int, started: float, where: dict[str, str]) -> dict[str, Any]:
+    """One training call's share of a run (a run resumed across machines or sessions has several); `where`: the
+    call's device, git_sha and step_mode."""
+    return {"from_step": first, "to_step": step, "seconds": round(time.perf_counter() - started, 3), **where}
+
+
+def _checkpoint(model, opt, sched, batches: Batches, state: _State, device: torch.device,
+                segment: dict[str, Any]) -> dict[str, Any]:
     ckpt = {
         "step": state.step,
         "rows": state.rows,
         "pending": state.pending,
+        "segments": [*state.segments, segment],  # this call's share up to here, so a killed call leaves a record
         "model": model.state_dict(),
         "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict(),
@@ -275,7 +284,10 @@ def _training(
             torch.set_rng_state(ckpt["torch_rng"])
             if "cuda_rng" in ckpt:
                 torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
-            state = _State(step=ckpt["step"], rows=ckpt["rows"], pending=ckpt.get("pending", []))
+            # checkpoints written before segments were recorded: say that the first steps have no record
+            unrecorded = [{"from_step": 0, "to_step": ckpt["step"], "recorded": False}]
+            state = _State(step=ckpt["step"], rows=ckpt["rows"], pending=ckpt.get("pending", []),
+                           segments=ckpt.get("segments", unrecorded))
             log.info("%s: resuming at step %d", cfg.name, state.step)
         step = make_step(model, task, opt, cfg, device, step_mode)  # after loading: a graph step re-tensorises lr
         batches = Batches(task, cfg, data_gen, pool)  # sampled on the host; with a pool, one step ahead
@@ -286,6 +298,7 @@ def _training(
         # losses not yet read back, one per step since the last log row (restored from a mid-interval stop)
         pending: list[torch.Tensor] = [torch.tensor(v, device=device) for v in state.pending]
         started, first = time.perf_counter(), state.step
+        where = {"device": device_name(device), "git_sha": git_sha(), "step_mode": step.mode}
         end = cfg.train.steps if stop_after is None else min(cfg.train.steps, state.step + stop_after)
         model.train()
         try:
@@ -302,7 +315,8 @@ def _training(
                 at_log = s % cfg.train.log_every == 0 or s % cfg.train.eval_every == 0 or s % cfg.train.ckpt_every == 0
                 if s == end and not (at_log or s == cfg.train.steps):  # stopped on request between log points
                     state.pending = torch.stack(pending).float().cpu().tolist()
-                    run.save_checkpoint(_checkpoint(model, opt, sched, batches, state, device))
+                    segment = _segment(first, s, started, where)
+                    run.save_checkpoint(_checkpoint(model, opt, sched, batches, state, device, segment))
                     run.set_status("running", step=s)
                 elif at_log or s == cfg.train.steps:
                     losses = torch.stack(pending).float().cpu()
@@ -327,7 +341,8 @@ def _training(
                     else:
                         log.info("%s step %d/%d loss %.4f", cfg.name, s, cfg.train.steps, row["loss_mean"])
                     if s % cfg.train.ckpt_every == 0 or s == cfg.train.steps or s == end:
-                        run.save_checkpoint(_checkpoint(model, opt, sched, batches, state, device))
+                        segment = _segment(first, s, started, where)
+                        run.save_checkpoint(_checkpoint(model, opt, sched, batches, state, device, segment))
                         run.write_metrics(state.rows)
                         run.set_status("running", step=s)
                 yield s
@@ -339,12 +354,13 @@ def _training(
 
     if state.step < cfg.train.steps:
         return  # stopped early on request; resumable
+    segments = [*state.segments, _segment(first, state.step, started, where)]
     _finish(cfg, run, model, task, eval_set, device, steps_this_call=state.step - first, seconds=elapsed,
-            step_mode=step.mode)
+            step_mode=step.mode, segments=segments)
 
 
 def _finish(cfg, run: Run, model, task, eval_set, device, *, steps_this_call: int, seconds: float,
-            step_mode: str) -> None:
+            step_mode: str, segments: list[dict[str, Any]]) -> None:
     """Final evaluation, provenance, and the `complete` mark (written last)."""
     result: dict[str, Any] = {"n_points": eval_points(cfg), "curve": evaluate_batches(model, task, eval_set, device)
                               .to_dict()}
@@ -368,7 +384,8 @@ def _finish(cfg, run: Run, model, task, eval_set, device, *, steps_this_call: in
 
     backend = last_backend() if {"mamba", "mamba_s4"} & set(cfg.model.layers) else None
     run.write_json("provenance.json", provenance(device, scan_backend=backend, train_seconds=round(seconds, 3),
-                                                 steps_timed=steps_this_call, step_mode=step_mode))
+                                                 steps_timed=steps_this_call, step_mode=step_mode,
+                                                 segments=segments))
     run.set_status("complete", step=cfg.train.steps)
 
 

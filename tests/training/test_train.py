@@ -81,6 +81,25 @@ def test_stop_and_resume_in_process_equals_uninterrupted(tmp_path: Path) -> None
     resumed = train(cfg, RunStore(tmp_path / "b"), device="cpu", progress=False)
     assert resumed.metrics() == full.metrics()
     assert resumed.read_json("eval.json") == full.read_json("eval.json")
+    # provenance names both training calls, in order, and the steps each one did
+    segments = resumed.read_json("provenance.json")["segments"]
+    assert [(s["from_step"], s["to_step"]) for s in segments] == [(0, 17), (17, 40)]
+    assert all(s["device"].startswith("cpu") and s["step_mode"] == "eager" and s["seconds"] >= 0 for s in segments)
+    assert [(s["from_step"], s["to_step"]) for s in full.read_json("provenance.json")["segments"]] == [(0, 40)]
+
+
+def test_a_checkpoint_without_segments_says_its_first_steps_are_unrecorded(tmp_path: Path) -> None:
+    """Checkpoints written before segments were recorded resume with an explicit `recorded: False` segment."""
+    cfg = _cfg(steps=30)
+    store = RunStore(tmp_path)
+    part = train(cfg, store, device="cpu", progress=False, stop_after=12)
+    ckpt = part.load_checkpoint(map_location="cpu")
+    del ckpt["segments"]
+    part.save_checkpoint(ckpt)
+    done = train(cfg, store, device="cpu", progress=False)
+    segments = done.read_json("provenance.json")["segments"]
+    assert segments[0] == {"from_step": 0, "to_step": 12, "recorded": False}
+    assert (segments[1]["from_step"], segments[1]["to_step"]) == (12, 30)
 
 
 def test_sigkill_at_a_random_step_then_resume_is_bitwise_identical(tmp_path: Path) -> None:
