@@ -185,6 +185,8 @@ def train_many(
     Differences from `train` one after another: dropout masks come from one shared global RNG, so runs with
     dropout > 0 depend on the interleaving; runs without dropout follow the same trajectories.
 
+    Runs stopped part-way start first, the furthest along first; the others follow in the order given.
+
     `time_limit_s`: after that many seconds every active run checkpoints at its current step and stops (status
     `running`, resumable), and no further run starts: for jobs with a hard wall-clock limit. The first
     `concurrency` runs always start and train at least one step.
@@ -194,7 +196,11 @@ def train_many(
     device = resolve_device(device)
     # a run's directory is created only when it starts: runs never started (time limit) leave nothing behind
     runs = [store.get(cfg) or Run(store.path(cfg), cfg) for cfg in configs]
-    queue = [cfg for cfg, run in zip(configs, runs, strict=True) if not run.complete]
+    # runs already under way first, furthest along first (stable otherwise): a time-sliced sweep finishes them
+    # before it starts new ones, so fewer checkpoints have to be carried to the next machine
+    todo = sorted((item for item in zip(configs, runs, strict=True) if not item[1].complete),
+                  key=lambda item: -item[1].status().get("step", 0))
+    queue = [cfg for cfg, _ in todo]
     active: list[tuple[Iterator[int], Any]] = []
     meter = _Throughput()
     # host threads that sample each run's next batch while this thread launches steps (icllib/batches.py)

@@ -164,6 +164,17 @@ def test_train_many_leaves_no_directory_for_runs_it_never_starts(tmp_path: Path)
     assert [r.hash for r in store.runs()] == [first.hash]
 
 
+def test_train_many_resumes_the_runs_furthest_along_first(tmp_path: Path) -> None:
+    configs = [_cfg("new", seed=0, steps=30), _cfg("near", seed=1, steps=30), _cfg("far", seed=2, steps=30)]
+    store = RunStore(tmp_path)
+    train(configs[1], store, device="cpu", progress=False, stop_after=5)
+    train(configs[2], store, device="cpu", progress=False, stop_after=2)
+    # one slot and no time left: only the first run in the queue takes a step, so it names the order
+    started = train_many(configs, store, device="cpu", concurrency=1, time_limit_s=0.0)
+    assert [r.status().get("step") for r in started] == [None, 6, 2]
+    assert not started[0].dir.exists()
+
+
 # ---- on a GPU -----------------------------------------------------------------------------------------------------
 
 def _losses(cfg: RunConfig, mode: str) -> list[float]:
