@@ -20,6 +20,8 @@ short keeps what it measured. Parts:
   profile  kernels of one graph replay of the four target presets at full scale (fp32, bf16): count, device time
            per category (matmul, scan, attention, optimizer, reduction, elementwise/other), top kernels.
   host     cProfile of `train_many` on 12 paper runs of 07 for --host-seconds, reading batches ahead or not.
+  park     the five Park presets at paper scale (graph mode) at --park-tokens, fp32 / TF32 / torch.compile: what
+           the remaining 02–06 sweeps would gain from each.
   sweep    --sweep-runs identical small runs (default 8; Mamba, paper scale, 1000 steps, one seed each): `train` one
            after another vs `train_many` (8 CUDA streams, one process; `train_many_k<N>`: N streams) vs
            `sweep.run(executor="local", jobs_per_gpu=8)` (8 processes).
@@ -52,6 +54,7 @@ from icllib.tasks import build_task  # noqa: E402
 from icllib.train import build_optimizer, lr_lambda, train, train_many  # noqa: E402
 
 TARGETS = ("transformer", "mamba", "mambaformer", "standard_hybrid")
+PARK = (*TARGETS, "mamba_s4")
 ROWS: list[dict[str, Any]] = []
 
 
@@ -140,6 +143,22 @@ def part_compile(args) -> None:
     for name in TARGETS:
         measure(kind="compile", preset=name, scale="full", mode="graph", backend="auto", compile=True,
                 cfg=run_config(presets.PRESETS[name]("full"), compile=True, precision="bf16"), steps=args.steps)
+
+
+def part_park(args) -> None:
+    """The GPU share of one step of the runs Park et al.'s notebooks (02–06) still need: every Park preset at paper
+    scale, graph mode, on linear-regression batches of --park-tokens tokens (82: the regression families; 280: the
+    length of sparse parity's 140 points), as the sweep trains it (fp32), with TF32 matmuls, and with torch.compile
+    inside the graph (compile time in setup_s)."""
+    variants = {"fp32": ("fp32", False), "tf32": ("tf32", False), "compile": ("fp32", True)}
+    for tokens in args.park_tokens:
+        for name in args.park_presets:
+            for variant in args.park_variants:
+                precision, compiled = variants[variant]
+                cfg = run_config(presets.PRESETS[name]("paper"), n_points=tokens // 2, precision=precision,
+                                 compile=compiled)
+                measure(kind="park", preset=name, scale="paper", mode="graph", backend="auto", variant=variant,
+                        cfg=cfg, steps=args.steps)
 
 
 def part_lengths(args) -> None:
@@ -280,7 +299,7 @@ def part_host(args) -> None:
 
 PARTS = {"steps": part_steps, "precision": part_precision, "backends": part_backends, "lengths": part_lengths,
          "profile": part_profile, "sweep": part_sweep, "compile": part_compile,
-         "host": part_host}
+         "host": part_host, "park": part_park}
 
 
 def main() -> None:
@@ -292,6 +311,10 @@ def main() -> None:
     parser.add_argument("--host-seconds", type=float, default=60.0)
     parser.add_argument("--sweep-hows", nargs="+", default=["sequential", "train_many", "processes"],
                         help="sequential | train_many (8 streams) | train_many_k<N> (N streams) | processes")
+    parser.add_argument("--park-tokens", nargs="+", type=int, default=[280, 82])
+    parser.add_argument("--park-presets", nargs="+", default=list(PARK), choices=list(PARK))
+    parser.add_argument("--park-variants", nargs="+", default=["fp32", "tf32", "compile"],
+                        choices=["fp32", "tf32", "compile"])
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if not torch.cuda.is_available():
