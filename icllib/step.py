@@ -80,7 +80,11 @@ class EagerStep:
                  device: torch.device) -> None:
         self.model, self.task, self.opt, self.device = model, task, opt, device
         self.clip = cfg.train.grad_clip
-        self.forward: Callable[[Batch], Tensor] = torch.compile(model) if cfg.train.compile else model
+        # $ICLLIB_COMPILE=1 compiles every run's model without touching its config (an execution choice like the step
+        # mode: the config hash stays, `label` and provenance say it): fewer, fused kernels for a graph to replay
+        self.compiled = cfg.train.compile or os.environ.get("ICLLIB_COMPILE") == "1"
+        self.label = self.mode + ("+compile" if self.compiled else "")
+        self.forward: Callable[[Batch], Tensor] = torch.compile(model) if self.compiled else model
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16",
                                        cache_enabled=False)  # cached casts would be stale inside a graph replay
         self.tf32 = cfg.train.precision == "tf32"

@@ -304,7 +304,7 @@ def _training(
         # losses not yet read back, one per step since the last log row (restored from a mid-interval stop)
         pending: list[torch.Tensor] = [torch.tensor(v, device=device) for v in state.pending]
         started, first = time.perf_counter(), state.step
-        where = {"device": device_name(device), "git_sha": git_sha(), "step_mode": step.mode}
+        where = {"device": device_name(device), "git_sha": git_sha(), "step_mode": step.label}
         end = cfg.train.steps if stop_after is None else min(cfg.train.steps, state.step + stop_after)
         model.train()
         try:
@@ -362,7 +362,7 @@ def _training(
         return  # stopped early on request; resumable
     segments = [*state.segments, _segment(first, state.step, started, where)]
     _finish(cfg, run, model, task, eval_set, device, steps_this_call=state.step - first, seconds=elapsed,
-            step_mode=step.mode, segments=segments)
+            step_mode=step.label, segments=segments)
 
 
 def _finish(cfg, run: Run, model, task, eval_set, device, *, steps_this_call: int, seconds: float,

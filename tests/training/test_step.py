@@ -130,6 +130,21 @@ def test_capturable_optimizer_follows_the_schedule() -> None:
     assert opt.param_groups[0]["lr"] is lr and float(lr) == pytest.approx(cfg.train.lr * 2 / 4)  # filled in place
 
 
+def test_icllib_compile_compiles_without_changing_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """$ICLLIB_COMPILE=1: same config hash and store path, a compiled model, the same losses (fp32, tolerance 1e-4
+    relative: fused kernels may round differently), and provenance that says so."""
+    cfg = _cfg("c", steps=6, layers=("attn",))
+    plain = train(cfg, RunStore(tmp_path / "plain"), device="cpu", progress=False)
+    monkeypatch.setenv("ICLLIB_COMPILE", "1")
+    compiled = train(cfg, RunStore(tmp_path / "compiled"), device="cpu", progress=False)
+    assert compiled.hash == plain.hash
+    assert compiled.read_json("provenance.json")["step_mode"] == "eager+compile"
+    assert [s["step_mode"] for s in compiled.read_json("provenance.json")["segments"]] == ["eager+compile"]
+    assert plain.read_json("provenance.json")["step_mode"] == "eager"
+    for a, b in zip(plain.metrics(), compiled.metrics(), strict=True):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
+
+
 # ---- train_many ---------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("read_ahead", [True, False])
