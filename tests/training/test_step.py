@@ -239,3 +239,16 @@ def test_train_many_on_streams_matches_sequential(tmp_path: Path) -> None:
     for a, b in zip(seq, many, strict=True):
         ea, eb = a.read_json("eval.json")["curve"]["mean"], b.read_json("eval.json")["curve"]["mean"]
         assert all(abs(x - y) <= 1e-3 * max(1.0, abs(x)) for x, y in zip(ea, eb, strict=True)), (ea, eb)
+
+
+@pytest.mark.gpu
+def test_compiled_graph_training_follows_the_plain_graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """$ICLLIB_COMPILE=1 inside the CUDA graph (Mamba + attention, two curriculum shapes): losses within 1e-3."""
+    cfg = _cfg(steps=40, layers=("mamba", "attn"))
+    plain = train(cfg, RunStore(tmp_path / "plain"), device="cuda", progress=False, step_mode="graph")
+    monkeypatch.setenv("ICLLIB_COMPILE", "1")
+    compiled = train(cfg, RunStore(tmp_path / "compiled"), device="cuda", progress=False, step_mode="graph")
+    assert compiled.read_json("provenance.json")["step_mode"] == "graph+compile"
+    e, g = [r["loss_mean"] for r in plain.metrics()], [r["loss_mean"] for r in compiled.metrics()]
+    assert len(e) == len(g) == 8
+    assert all(abs(a - b) <= 1e-3 * max(1.0, abs(a)) for a, b in zip(e, g, strict=True)), (e, g)
