@@ -22,6 +22,8 @@ short keeps what it measured. Parts:
   host     cProfile of `train_many` on 12 paper runs of 07 for --host-seconds, reading batches ahead or not.
   park     the five Park presets at paper scale (graph mode) at --park-tokens, fp32 / TF32 / torch.compile: what
            the remaining 02–06 sweeps would gain from each.
+  overlap  K paper-scale graph steps (280 tokens) replayed one stream after another vs all K streams in flight: how
+           much the GPU overlaps different runs' graphs, without the host in the way.
   sweep    --sweep-runs identical small runs (default 8; Mamba, paper scale, 1000 steps, one seed each): `train` one
            after another vs `train_many` (8 CUDA streams, one process; `train_many_k<N>`: N streams) vs
            `sweep.run(executor="local", jobs_per_gpu=8)` (8 processes).
@@ -159,6 +161,43 @@ def part_park(args) -> None:
                                  compile=compiled)
                 measure(kind="park", preset=name, scale="paper", mode="graph", backend="auto", variant=variant,
                         cfg=cfg, steps=args.steps)
+
+
+def part_overlap(args) -> None:
+    """Do graph replays of different runs overlap on the GPU? K paper-scale runs (--overlap-preset, 280 tokens), each
+    captured as its graph step on its own stream; then `--steps` rounds of replaying all K graphs (no host sampling):
+    one stream after another (each synchronised) vs all K streams in flight. ratio = serial / concurrent time."""
+    device = torch.device("cuda")
+    for k in args.overlap_runs:
+        cfg = run_config(presets.PRESETS[args.overlap_preset]("paper"), n_points=140)
+        task = build_task(cfg.task)
+        graphs, streams = [], []
+        for seed in range(k):
+            model = build_model(cfg.model, task.io(), seed=seed).to(device)
+            opt = build_optimizer(cfg, model, device)
+            stream = torch.cuda.Stream(device)
+            with torch.cuda.stream(stream):
+                step = make_step(model, task, opt, cfg, device, "graph")
+                step(task.sample(cfg.train.batch_size, 140, generator=train_generator(seed)))
+            graphs.append(step)
+            streams.append(stream)
+        torch.cuda.synchronize()
+        row: dict[str, Any] = {"kind": "overlap", "preset": args.overlap_preset, "scale": "paper", "tokens": 280,
+                               "runs": k, "rounds": args.steps}
+        for how in ("serial", "concurrent"):
+            t0 = time.perf_counter()
+            for _ in range(args.steps):
+                for step, stream in zip(graphs, streams, strict=True):
+                    with torch.cuda.stream(stream):
+                        step._graph.replay()
+                    if how == "serial":
+                        stream.synchronize()
+            torch.cuda.synchronize()
+            row[f"{how}_ms_per_round"] = round(1e3 * (time.perf_counter() - t0) / args.steps, 3)
+        row["ratio"] = round(row["serial_ms_per_round"] / row["concurrent_ms_per_round"], 2)
+        emit(row)
+        del graphs
+        torch.cuda.empty_cache()
 
 
 def part_lengths(args) -> None:
@@ -299,7 +338,7 @@ def part_host(args) -> None:
 
 PARTS = {"steps": part_steps, "precision": part_precision, "backends": part_backends, "lengths": part_lengths,
          "profile": part_profile, "sweep": part_sweep, "compile": part_compile,
-         "host": part_host, "park": part_park}
+         "host": part_host, "park": part_park, "overlap": part_overlap}
 
 
 def main() -> None:
@@ -315,6 +354,8 @@ def main() -> None:
     parser.add_argument("--park-presets", nargs="+", default=list(PARK), choices=list(PARK))
     parser.add_argument("--park-variants", nargs="+", default=["fp32", "tf32", "compile"],
                         choices=["fp32", "tf32", "compile"])
+    parser.add_argument("--overlap-preset", default="mamba", choices=list(PARK))
+    parser.add_argument("--overlap-runs", nargs="+", type=int, default=[1, 4, 8, 16])
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if not torch.cuda.is_available():
