@@ -154,7 +154,9 @@ def _merge(run_dir: Path, store: RunStore, report: ImportReport) -> None:
     if target.name != run_dir.name:
         raise StoreError(f"import: {run_dir.name}/config.json hashes to {target.name}; the export is corrupt")
     if target.exists() and not incoming_complete:
-        here = read_json(target / "status.json").get("step", 0) if (target / "status.json").exists() else 0
+        # a stored state without its checkpoint (records copied without the ignored ckpt.pt, say) resumes from step 0
+        resumable = (target / "status.json").exists() and (target / "ckpt.pt").exists()
+        here = read_json(target / "status.json").get("step", 0) if resumable else 0
         there = read_json(run_dir / "status.json").get("step", 0) if (run_dir / "status.json").exists() else 0
         if not (run_dir / "ckpt.pt").exists() or there <= here:
             report.skipped.append(run_dir.name)  # without its checkpoint, or not further than ours: adds nothing

@@ -57,6 +57,20 @@ def test_a_further_incomplete_state_updates_an_earlier_one(tmp_path: Path) -> No
     assert not [p for p in (tmp_path / "laptop" / "paper").iterdir() if p.name.startswith(".")]  # no temporaries
 
 
+def test_a_stored_state_without_its_checkpoint_takes_an_incoming_one(tmp_path: Path) -> None:
+    """A store holding a run's records but not its ckpt.pt (git copies of results/ leave the ignored checkpoint behind)
+    cannot resume it; an incoming checkpoint, even one at an earlier step, must replace it rather than be skipped."""
+    gpu, laptop = RunStore(tmp_path / "gpu"), RunStore(tmp_path / "laptop")
+    far = train(_cfg(3), laptop, device="cpu", progress=False, stop_after=17)
+    (far.dir / "ckpt.pt").unlink()
+    train(_cfg(3), gpu, device="cpu", progress=False, stop_after=13)
+    export_runs(gpu, "paper", tmp_path / "out", checkpoints=True)
+    report = import_runs(tmp_path / "out", laptop)
+    assert report.updated == [far.hash] and not report.skipped
+    here = laptop.open(_cfg(3))
+    assert here.status()["step"] == 13 and (here.dir / "ckpt.pt").exists()
+
+
 def test_a_missing_last_part_loses_only_the_runs_it_held(tmp_path: Path) -> None:
     gpu = RunStore(tmp_path / "gpu")
     stopped = [train(_cfg(seed), gpu, device="cpu", progress=False, stop_after=13) for seed in (4, 5, 6)]
