@@ -108,3 +108,16 @@ def test_tree_baselines_beat_zero_on_dt(name: str) -> None:
     err = task.metric(BASELINES.build(name)(b), b)[:, 16:].mean().item()
     zero = task.metric(BASELINES.build("zero")(b), b)[:, 16:].mean().item()
     assert err < 0.7 * zero, (err, zero)
+
+
+@pytest.mark.parametrize("d,k", [(10, 2), (10, 3), (10, 1), (6, 2)])
+def test_parity_blind_accuracy_is_the_solver_before_any_example(d: int, k: int) -> None:
+    """At i = 0 every subset is consistent, so the solver's vote is the subset-blind majority: its accuracy there
+    must match `SparseParity.blind_accuracy` (20k prompts: σ ≈ 0.0035, tolerance 0.015), which exceeds 1/2."""
+    task, b = _batch("sparse_parity", 20_000, 1, d=d, seed=1, k=k)
+    acc0 = task.metric(BASELINES.build("parity_solver")(b), b).mean().item()
+    blind = task.blind_accuracy()
+    assert abs(acc0 - blind) < 0.015
+    assert blind > 0.52
+    if (d, k) == (10, 2):  # the level the non-learning models of notebooks 03/04 sit at
+        assert abs(blind - 71 / 128) < 1e-12

@@ -14,6 +14,7 @@ reaches 0); the metric is accuracy, sign(pred) == y (a zero logit counts 1/2). T
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import comb
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +55,20 @@ class SparseParity(Task):
 
     def loss(self, pred: Tensor, batch: Batch) -> Tensor:
         return F.binary_cross_entropy_with_logits(pred[..., 0], (batch.ys + 1) / 2)
+
+    def blind_accuracy(self) -> float:
+        """The best accuracy of a predictor that has not identified the subset I (it ignores the context).
+
+        With I uniform over the C(d, k) subsets, x with m entries −1 gets y = +1 from the subsets holding an even
+        number of them; predicting the majority label scores max(p, 1 − p). Averaged over x this exceeds 1/2 (d=10,
+        k=2: 71/128 ≈ 0.555), so a model stuck at this level has learned the label prior, not the parity.
+        """
+        d, k, total = self.n_dims, self.k, comb(self.n_dims, self.k)
+        acc = 0.0
+        for m in range(d + 1):  # m = number of −1 entries in x
+            p_plus = sum(comb(m, j) * comb(d - m, k - j) for j in range(0, k + 1, 2)) / total
+            acc += comb(d, m) / 2**d * max(p_plus, 1 - p_plus)
+        return acc
 
     def metric(self, pred: Tensor, batch: Batch) -> Tensor:
         """[B, N]: 1 where sign(pred) == y, 0 where it differs, 1/2 on a zero logit (a tie is a coin flip)."""
