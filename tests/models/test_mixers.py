@@ -74,6 +74,27 @@ def _naive_mamba(m: Mamba, u: torch.Tensor) -> torch.Tensor:
     return torch.stack(outs, dim=1)
 
 
+def test_attention_matches_a_loop_over_heads_and_positions() -> None:
+    """The "attn" mixer against a direct per-head, per-position softmax written from the GPT-2 definition, with the
+    same weights (jittered so that zero biases cannot hide a misplaced one): catches a wrong head split or mask."""
+    from icllib.models.attention import CausalSelfAttention
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(layers=("attn",), d_model=12, n_heads=3)
+    att = CausalSelfAttention(cfg).eval()
+    _jitter(att)
+    x = torch.randn(2, 7, 12, dtype=torch.float64)  # [B, L, D]
+    att = att.double()
+    q, k, v = att.c_attn(x).split(12, dim=-1)  # [B, L, D] each
+    out = torch.zeros_like(x)
+    for h in range(3):
+        cols = slice(4 * h, 4 * h + 4)  # head h owns columns [4h, 4h + 4) of q, k and v
+        for t in range(7):
+            scores = (q[:, t, cols].unsqueeze(1) * k[:, : t + 1, cols]).sum(-1) / 2.0  # [B, t+1], / sqrt(4)
+            out[:, t, cols] = (scores.softmax(-1).unsqueeze(-1) * v[:, : t + 1, cols]).sum(1)
+    torch.testing.assert_close(att(x), att.c_proj(out), rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("L", [1, 7, 23])
 def test_mamba_block_matches_step_by_step_recurrence(L: int) -> None:
     torch.manual_seed(1)
