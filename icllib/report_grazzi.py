@@ -33,6 +33,7 @@ from icllib.evaluate import Curve, evaluate_batches, sample_eval_batches
 from icllib.repro import eval_generator
 from icllib.store import Run, RunStore
 from icllib.tasks import build_task
+from icllib.tasks.viz import SLOW_BASELINES, head_prompts
 from icllib.train import load_or_train
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ BASELINE_STYLES: dict[str, dict[str, object]] = {
     "ridge": {"color": "0.55", "ls": "-."},
     "averaging": {"color": "0.6", "ls": ":"},
     "knn": {"color": "0.7", "ls": ":"},
+    "lasso": {"color": "k", "ls": (0, (1, 1))},
+    "greedy_tree": {"color": "k", "ls": (0, (1, 1))},
 }
 
 
@@ -121,9 +124,12 @@ def load_results(configs: Sequence[RunConfig], store: RunStore | None = None, *,
     return out
 
 
-def baseline_curves(cfg: RunConfig, names: Sequence[str], n_points: int, n_examples: int) -> dict[str, Curve]:
+def baseline_curves(cfg: RunConfig, names: Sequence[str], n_points: int, n_examples: int,
+                    slow_examples: int | None = None) -> dict[str, Curve]:
     """The classical baselines in `names` that apply to `cfg`'s task (`baselines.applicable`), each scored per
-    position on the same `n_examples` prompts of `n_points` points, drawn from the run's evaluation seed range.
+    position on the same `n_examples` prompts of `n_points` points, drawn from the run's evaluation seed range. The
+    per-prompt sklearn fits (`viz.SLOW_BASELINES`: lasso, greedy tree, ...) see only the first `slow_examples` of
+    those prompts when it is given.
 
     The prompts are fresh ones of the run's distribution, not its exact eval prompts; for these i.i.d. regression
     families the first n positions of a long prompt are distributed like an n-point prompt, so one long evaluation
@@ -131,8 +137,9 @@ def baseline_curves(cfg: RunConfig, names: Sequence[str], n_points: int, n_examp
     """
     task = build_task(cfg.task)
     batches = sample_eval_batches(task, n_points, n_examples, eval_generator(cfg.seed))
+    few = head_prompts(batches, slow_examples) if slow_examples else batches
     usable = [n for n in names if n in applicable(cfg.task.name)]
-    return {n: evaluate_batches(BASELINES.build(n), task, batches) for n in usable}
+    return {n: evaluate_batches(BASELINES.build(n), task, few if n in SLOW_BASELINES else batches) for n in usable}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -259,6 +266,15 @@ def _baselines(ax: Axes, curves: dict[str, Curve], limit: int) -> None:
         _draw(ax, curve, limit, lw=1.2, label=name.replace("_", " "), **style)
 
 
+def _legend(axes: Sequence[Axes]) -> None:
+    """One legend on the first panel with every label of every panel (a baseline may apply to one task only)."""
+    entries: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+    axes[0].legend(list(entries.values()), list(entries), fontsize=7)
+
+
 def plot_curves(results: Sequence[Result], baselines: dict[str, dict[str, Curve]] | None = None,
                 ylim: tuple[float, float] = (-0.05, 1.6)) -> Figure:
     """One panel per task: each model's error vs in-context examples up to its trained length, with the
@@ -274,7 +290,7 @@ def plot_curves(results: Sequence[Result], baselines: dict[str, dict[str, Curve]
         ax.axhline(1.0, color="0.75", ls=":", lw=1)
         ax.set(title=task.replace("_", " "), xlabel="in-context examples $i$", ylim=ylim)
     axes[0].set_ylabel("normalized squared error")
-    axes[0].legend(fontsize=7)
+    _legend(axes)
     fig.tight_layout()
     return fig
 
@@ -298,7 +314,7 @@ def plot_extrapolation(results: Sequence[Result], baselines: dict[str, dict[str,
         ax.set(title=f"{task.replace('_', ' ')} (trained to {group[0].n_points})", xlabel="in-context examples $i$",
                yscale="log", ylim=(1e-3, ymax))
     axes[0].set_ylabel("normalized squared error")
-    axes[0].legend(fontsize=7)
+    _legend(axes)
     fig.tight_layout()
     return fig
 
@@ -321,7 +337,7 @@ def plot_probe_depth(results: Sequence[Result], start: int = 0, log: bool | None
         ax.set(title=task.replace("_", " "), xlabel="relative depth (layer / number of blocks)",
                yscale="log" if log else "linear")
     axes[0].set_ylabel(f"probe error (positions {start}+)")
-    axes[0].legend(fontsize=7)
+    _legend(axes)
     fig.tight_layout()
     return fig
 
@@ -385,6 +401,6 @@ def plot_lengths(results: Sequence[Result], chance: dict[str, float] | None = No
         ax.set(title=task.replace("_", " "), xlabel="test sequence length", xscale="log", ylim=(-0.03, 1.03))
         ax.set_xscale("log", base=2)
         ax.set_ylabel(rows.metric.iloc[0])
-    axes[0].legend(fontsize=7)
+    _legend(axes)
     fig.tight_layout()
     return fig

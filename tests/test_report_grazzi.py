@@ -150,6 +150,21 @@ def test_baseline_curves_least_squares_is_exact_after_d_examples() -> None:
     assert max(ls.mean[21:]) < 1e-6 and ls.mean[5] > 0.3  # exact from i > d = 20, (d - i)/d before
 
 
+def test_slow_baselines_see_only_the_first_prompts() -> None:
+    cfg = rg.select(experiments.regression_variants_extrapolation("smoke"), tasks=["sparse_linear_regression"])[0]
+    curves = rg.baseline_curves(cfg, ["least_squares", "lasso"], n_points=12, n_examples=64, slow_examples=5)
+    assert curves["least_squares"].count[3] == 64 and curves["lasso"].count[3] == 5
+    full = rg.baseline_curves(cfg, ["lasso"], n_points=12, n_examples=64)["lasso"]
+    assert full.count[3] == 64 and full.mean != curves["lasso"].mean
+
+
+def test_the_legend_lists_a_baseline_drawn_on_a_later_panel_only() -> None:
+    results = [_result(task=t, model="mamba") for t in ("linear_regression", "sparse_linear_regression")]
+    fig = rg.plot_curves(results, {"sparse_linear_regression": {"lasso": _curve([0.5] * 16)}})
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["mamba", "lasso"]
+
+
 def test_figures_have_one_panel_per_task() -> None:
     probe = {layer: _curve([1.0 - 0.2 * layer] * 4) for layer in range(3)}
     results = [_result(task=t, model=m, extrapolation={8: _curve([0.5] * 8), 16: _curve([0.5] * 16)}, probe=probe)

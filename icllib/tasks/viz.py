@@ -103,12 +103,12 @@ def baseline_curves(
         is_slow = name in SLOW_BASELINES
         if is_slow and not slow:
             continue
-        use = _head(batches, slow_examples) if is_slow and slow_examples else batches
+        use = head_prompts(batches, slow_examples) if is_slow and slow_examples else batches
         curves[name] = evaluate_batches(BASELINES.build(name), task, use)
     return curves
 
 
-def _head(batches: list[Batch], n: int) -> list[Batch]:
+def head_prompts(batches: list[Batch], n: int) -> list[Batch]:
     """The first `n` prompts of `batches` (per-prompt tensors sliced; batch-level extras kept whole)."""
     out, left = [], n
     for b in batches:
