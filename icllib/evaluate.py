@@ -102,6 +102,26 @@ def evaluate_batches(
     return curve_from(values, masks, task.metric_name)
 
 
+@torch.no_grad()
+def diagnostic_curves(
+    model: nn.Module, task: Task, batches: list[Batch], device: str | torch.device = "cpu"
+) -> dict[str, Curve]:
+    """`task.diagnostics` per position over `batches`, like `evaluate_batches` ({} for tasks that have none)."""
+    was_training = model.training
+    model.eval()
+    values: dict[str, list[torch.Tensor]] = {}
+    masks = []
+    try:
+        for batch in batches:
+            batch = batch.to(device)
+            for name, v in task.diagnostics(model, batch).items():  # each [B, N]
+                values.setdefault(name, []).append(v.cpu())
+            masks.append(batch.loss_mask.cpu())
+    finally:
+        model.train(was_training)
+    return {name: curve_from(v, masks, name) for name, v in values.items()}
+
+
 def evaluate(
     predictor: Predictor,
     task: Task,

@@ -39,6 +39,7 @@ from icllib.config import RunConfig, config_hash
 from icllib.curriculum import schedule
 from icllib.evaluate import (
     Curve,
+    diagnostic_curves,
     evaluate_batches,
     extrapolation,
     lens_probe,
@@ -370,6 +371,9 @@ def _finish(cfg, run: Run, model, task, eval_set, device, *, steps_this_call: in
     """Final evaluation, provenance, and the `complete` mark (written last)."""
     result: dict[str, Any] = {"n_points": eval_points(cfg), "curve": evaluate_batches(model, task, eval_set, device)
                               .to_dict()}
+    diagnostics = diagnostic_curves(model, task, eval_set, device)
+    if diagnostics:
+        result["diagnostics"] = {name: c.to_dict() for name, c in diagnostics.items()}
     if cfg.eval.extrapolate:
         curves = extrapolation(model, task, list(cfg.eval.extrapolate), cfg.eval.n_examples,
                                make_generator(eval_generator(cfg.seed).initial_seed() + 1),

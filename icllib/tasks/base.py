@@ -152,6 +152,11 @@ class Task:
     def predict(self, model: Predictor, batch: Batch) -> Tensor:
         return model(batch)
 
+    def diagnostics(self, model: Predictor, batch: Batch) -> dict[str, Tensor]:
+        """Extra per-position quantities `{name: [B, N]}` that explain the metric, scored like it at the end of
+        training (`eval.json["diagnostics"]`); none by default. CoT-I/O reports its two steps separately."""
+        return {}
+
 
 TASKS: Registry[type[Task]] = Registry("task")
 

@@ -70,6 +70,15 @@ class CoTIO(Task):
         d_active = batch.meta.get("n_dims_active", self.n_dims)
         return (pred[..., self.hidden] - batch.ys).pow(2) / d_active  # [B, N]
 
+    def diagnostics(self, model: Predictor, batch: Batch) -> dict[str, Tensor]:
+        """The two steps apart, from one teacher-forced pass (the true s in the prompt), on the metric's scale
+        (/ d_active; the zero predictor scores about 1 on both): `s_error` = Σ_k (ŝ - s)² and `y_error_given_s` =
+        (ŷ - y)². A model with a low `y_error_given_s` but a high metric learned y = vᵀs but not x → s."""
+        pred = model(batch)  # [B, N, k + 1]
+        d_active = batch.meta.get("n_dims_active", self.n_dims)
+        s_err = (pred[..., : self.hidden] - batch.extras["s"]).pow(2).sum(-1) / d_active  # [B, N]
+        return {"s_error": s_err, "y_error_given_s": self.metric(pred, batch)}
+
     def predict(self, model: Predictor, batch: Batch) -> Tensor:
         """Autoregressive decoding: ŝ from a teacher-forced pass, then ŷ from a pass with ŝ in place of s."""
         s_hat = model(batch)[..., : self.hidden].detach()  # [B, N, k]

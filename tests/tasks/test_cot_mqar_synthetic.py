@@ -171,3 +171,22 @@ def test_mqar_code_semantics() -> None:
     assert torch.equal(idx, nearest) and torch.equal(b.ys[:, -1], values[torch.arange(400), idx])
     with pytest.raises(ValueError, match="n_queries"):
         VectorMQAR(n_dims=8, n_queries=2, code_semantics=True)
+
+
+def test_cot_diagnostics_separate_the_two_steps() -> None:
+    """A predictor with the true s but ŷ = 0 scores (0, ≈1); one with ŝ = 0 but the true y scores (≈1, 0)."""
+    task = CoTIO(n_dims=6, hidden=3)
+    b = task.sample(3000, 8, generator=gen(5))
+    s, y = b.extras["s"], b.ys.unsqueeze(-1)
+
+    def knows_s(batch):
+        return torch.cat([s, torch.zeros_like(y)], dim=-1)
+
+    def knows_y(batch):
+        return torch.cat([torch.zeros_like(s), y], dim=-1)
+
+    d1, d2 = task.diagnostics(knows_s, b), task.diagnostics(knows_y, b)
+    assert d1["s_error"].abs().max().item() == 0 and d2["y_error_given_s"].abs().max().item() == 0
+    assert d1["y_error_given_s"].mean().item() == pytest.approx(1.0, abs=0.1)  # E[y²] = d
+    assert d2["s_error"].mean().item() == pytest.approx(1.0, abs=0.1)  # E‖s‖² = d
+    assert CoTIO.__mro__[1].diagnostics(task, knows_s, b) == {}  # the base class reports nothing

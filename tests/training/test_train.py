@@ -45,9 +45,27 @@ def test_training_learns_in_context_and_writes_the_store(tmp_path: Path) -> None
     assert len(curve.mean) == 9 and curve.count == [64] * 9
     ev = run.read_json("eval.json")
     assert len(ev["extrapolation"]["18"]["mean"]) == 18
+    assert "diagnostics" not in ev  # the toy regression task has none
     prov = run.read_json("provenance.json")
     assert prov["device"].startswith("cpu") and "torch" in prov
     assert rows[0]["n_dims"] == 2 and rows[-1]["n_dims"] == 4 and rows[-1]["n_points"] == 9
+
+
+def test_cot_runs_record_both_steps_in_eval_json(tmp_path: Path) -> None:
+    cfg = RunConfig(
+        name="cot", task=TaskConfig("cot_io", n_dims=3, kwargs={"hidden": 2}),
+        model=ModelConfig(layers=("attn",), d_model=16, n_heads=2),
+        train=TrainConfig(steps=4, batch_size=8, lr=1e-3, eval_every=4, ckpt_every=4, log_every=2),
+        curriculum=CurriculumConfig(dims_start=3, dims_end=3, dims_inc=0, dims_interval=10, points_start=5,
+                                    points_end=5, points_inc=0, points_interval=10),
+        eval=EvalConfig(n_examples=16, batch_size=8),
+    )
+    ev = train(cfg, RunStore(tmp_path), device="cpu", progress=False).read_json("eval.json")
+    assert sorted(ev["diagnostics"]) == ["s_error", "y_error_given_s"]
+    for curve in ev["diagnostics"].values():
+        assert curve["count"] == [16] * 5 and all(math.isfinite(m) for m in curve["mean"])
+    # teacher-forced ŷ and the metric's ŷ (own ŝ in the prompt) are different predictions
+    assert ev["diagnostics"]["y_error_given_s"]["mean"] != ev["curve"]["mean"]
 
 
 def test_probes_score_every_residual_stream(tmp_path: Path) -> None:
