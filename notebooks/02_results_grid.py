@@ -73,7 +73,8 @@ print(f"{len(configs)} runs: {len(model_names)} architectures x {len(task_names)
 # ## The grid
 # Each cell is the final metric averaged over the *late* in-context positions (the last quarter of the prompt, where
 # every task is identifiable from the examples; `report` explains why). Arrows give the direction: ↓ error, ↑
-# accuracy. The colour is a common "skill" scale, 0 for the trivial predictor (predict 0, or chance) and 1 for
+# accuracy. The colour is a common "skill" scale, 0 for the trivial predictor (the best one that ignores the
+# examples: predict 0, pick one of the K values at random, or for parity vote over all hidden pairs, 0.555) and 1 for
 # perfect, so error and accuracy columns can be read together.
 
 # %%
