@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=1,
                    help="runs trained at once in each job (and inline), one CUDA stream each")
     p.add_argument("--time-limit-min", type=float, default=None,
-                   help="inline: checkpoint and stop every run still training after this many minutes")
+                   help="checkpoint and stop every run still training after this many minutes (every job)")
     p.add_argument("--gpus", type=int, default=None, help="local: GPUs to use (default: all visible)")
     p.add_argument("--cpu-jobs", type=int, default=1, help="local without GPUs: concurrent CPU jobs")
     p.add_argument("--partition", default=None, help="slurm partition")

@@ -6,12 +6,14 @@
 Runs already complete in the store are skipped, duplicates (same config hash) are run once, and the remaining
 configs are dealt round-robin into slots: `inline` trains them one after another in this process; `local` starts
 one submitit LocalExecutor job per slot, `jobs_per_gpu` slots per visible GPU, each job pinned to its GPU through
-CUDA_VISIBLE_DEVICES (on a CPU-only machine, `cpu_jobs` slots run on CPU); `slurm` submits a job array with
-`runs_per_job` runs per element through submitit's SlurmExecutor, one GPU each. `concurrency` > 1 makes every job
-(and `inline`) train that many runs at once on its GPU, one CUDA stream each (`train.train_many`): measured on an
+CUDA_VISIBLE_DEVICES (on a CPU-only machine, `cpu_jobs` slots run on CPU; on a two-GPU host, `executor="local",
+concurrency=8` trains 8 runs on each GPU); `slurm` submits a job array with `runs_per_job` runs per element through
+submitit's SlurmExecutor, one GPU each. `time_limit_s` makes every job checkpoint and stop its unfinished runs after
+that many seconds (a sweep inside a time-boxed call; started again, it resumes them). `concurrency` > 1 makes every
+job (and `inline`) train that many runs at once on its GPU, one CUDA stream each (`train.train_many`): measured on an
 H200, 8 small runs share a GPU 2.2x faster this way than one after another, while 8 processes on one GPU were 3.7x
-slower (kernels/README.md). Every job trains through
-`icllib.train.train`, so a killed sweep resumes from the runs' checkpoints when started again.
+slower (kernels/README.md). Every job trains through `icllib.train.train`, so a killed sweep resumes from the runs'
+checkpoints when started again.
 We write no scheduler of our own.
 """
 
@@ -142,10 +144,10 @@ def run(
     folder = Path(folder) if folder is not None else RESULTS_DIR / "tmp" / "submitit"
     if executor == "local":
         jobs = _submit_local(submitit, todo, store, folder, jobs_per_gpu, gpus, cpu_jobs, timeout_min, imports,
-                             concurrency)
+                             concurrency, time_limit_s)
     else:
         jobs = _submit_slurm(submitit, todo, store, folder, runs_per_job, timeout_min, slurm or {}, imports,
-                             concurrency)
+                             concurrency, time_limit_s)
     if not wait:
         return SweepResult(skipped=skipped, trained=[], jobs=len(jobs))
     trained = [h for job in jobs for h in job.result()]  # re-raises a job's exception here
@@ -153,7 +155,7 @@ def run(
 
 
 def _submit_local(submitit, todo, store, folder, jobs_per_gpu, gpus, cpu_jobs, timeout_min, imports,
-                  concurrency) -> list[Any]:
+                  concurrency, time_limit_s) -> list[Any]:
     available = torch.cuda.device_count()
     n_gpus = available if gpus is None else gpus
     if n_gpus > available:
@@ -168,7 +170,7 @@ def _submit_local(submitit, todo, store, folder, jobs_per_gpu, gpus, cpu_jobs, t
         else:
             ex.update_parameters(timeout_min=timeout_min)
             device = "cpu"
-        jobs.append(ex.submit(train_slot, slot, str(store.root), device, imports, concurrency))
+        jobs.append(ex.submit(train_slot, slot, str(store.root), device, imports, concurrency, time_limit_s))
         log.info("local job %s: %d runs on %s", jobs[-1].job_id, len(slot), f"GPU {i % n_gpus}" if n_gpus else "CPU")
     return jobs
 
@@ -182,11 +184,12 @@ def slurm_executor(submitit, folder: Path, timeout_min: int, options: dict[str, 
 
 
 def _submit_slurm(submitit, todo, store, folder, runs_per_job, timeout_min, options, imports,
-                  concurrency) -> list[Any]:
+                  concurrency, time_limit_s) -> list[Any]:
     slots = deal(todo, -(-len(todo) // runs_per_job))  # a job array, `runs_per_job` runs per element
     ex = slurm_executor(submitit, folder, timeout_min, options)
     n = len(slots)
-    return ex.map_array(train_slot, slots, [str(store.root)] * n, ["cuda"] * n, [imports] * n, [concurrency] * n)
+    return ex.map_array(train_slot, slots, [str(store.root)] * n, ["cuda"] * n, [imports] * n, [concurrency] * n,
+                        [time_limit_s] * n)
 
 
 def results(configs: list[RunConfig], store: RunStore | None = None) -> list[Run | None]:

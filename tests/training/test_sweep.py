@@ -45,6 +45,17 @@ def test_local_executor_runs_cpu_jobs(tmp_path: Path, monkeypatch: pytest.Monkey
     assert sweep.run(cfgs, "local", store=store, folder=tmp_path / "jobs").trained == []
 
 
+def test_local_jobs_honour_the_time_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A time limit of 0 s: each job checkpoints its runs after their first step instead of finishing them."""
+    monkeypatch.setenv("PYTHONPATH", f"{HERE}:{':'.join(sys.path)}")
+    store = RunStore(tmp_path / "store")
+    cfgs = _cfgs(2)
+    result = sweep.run(cfgs, "local", store=store, cpu_jobs=2, folder=tmp_path / "jobs", imports=("_toy",),
+                       time_limit_s=0.0)
+    assert result.jobs == 2 and result.trained == []
+    assert all(store.open(c).status()["step"] < c.train.steps for c in cfgs)
+
+
 def test_deal_is_round_robin() -> None:
     cfgs = _cfgs(5)
     slots = sweep.deal(cfgs, 2)
