@@ -66,11 +66,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_import(args: argparse.Namespace) -> int:
     from icllib.transfer import import_runs
 
-    report = import_runs(args.src, RunStore(args.root))
+    report = import_runs(args.src, RunStore(args.root), complete_only=args.complete_only)
     print(f"{len(report.added)} added, {len(report.updated)} updated, {len(report.skipped)} skipped "
           f"(complete here already, or not further than the stored state)"
           + (f", {len(report.lost)} not imported (checkpoint part missing): {' '.join(report.lost)}"
-             if report.lost else ""))
+             if report.lost else "")
+          + (f", {len(report.partial)} incomplete left out" if report.partial else ""))
     return 0
 
 
@@ -164,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("import", help="merge what `icl export` wrote into the store (complete runs are kept)")
     p.add_argument("src", type=Path, help="folder holding records.tgz and checkpoints.tar.* parts")
+    p.add_argument("--complete-only", action="store_true",
+                   help="import only complete runs (into a git checkout's results/, whose checkpoints git ignores)")
     p.add_argument("--root", type=Path, default=None, help="store root (default: results/)")
     p.set_defaults(func=_cmd_import)
 

@@ -5,6 +5,7 @@
                                                          # + out_dir/checkpoints.tar.00, .01, ...: the ckpt.pt of
                                                          #   every incomplete run, split into parts of <= part_mib
     import_runs(out_dir, store)                          # -> ImportReport(added, updated, skipped)
+    import_runs(out_dir, store, complete_only=True)      # into a git checkout's results/: leave partial runs out
 
 Complete runs need no checkpoint (`status.json` says complete; the figures read the JSON files), so records stay
 small enough to commit. Incomplete runs travel with their checkpoint so that training resumes where it stopped.
@@ -37,6 +38,7 @@ class ImportReport:
     updated: list[str] = field(default_factory=list)  # incomplete runs replaced by a further (or complete) state
     skipped: list[str] = field(default_factory=list)  # complete here already
     lost: list[str] = field(default_factory=list)  # incomplete runs whose checkpoint part did not arrive
+    partial: list[str] = field(default_factory=list)  # incomplete runs left out by `complete_only`
 
 
 def export_runs(store: RunStore, profile: str, out_dir: str | Path, *, checkpoints: bool = False,
@@ -84,8 +86,10 @@ def export_runs(store: RunStore, profile: str, out_dir: str | Path, *, checkpoin
     return written
 
 
-def import_runs(src_dir: str | Path, store: RunStore) -> ImportReport:
-    """Merge what `export_runs` wrote in `src_dir` into `store` (module docstring)."""
+def import_runs(src_dir: str | Path, store: RunStore, *, complete_only: bool = False) -> ImportReport:
+    """Merge what `export_runs` wrote in `src_dir` into `store` (module docstring). `complete_only` leaves incomplete
+    runs out (`report.partial`): a git checkout's `results/` should hold only runs to commit, since a partial run's
+    records travel with the working tree but its git-ignored checkpoint does not."""
     src_dir = Path(src_dir)
     if not (src_dir / RECORDS).is_file():
         raise StoreError(f"import: {src_dir} holds no {RECORDS} (write one with `icl export`)")
@@ -98,6 +102,9 @@ def import_runs(src_dir: str | Path, store: RunStore) -> ImportReport:
         if parts:
             _extract_whole_members(b"".join(p.read_bytes() for p in parts), staged)
         for run_dir in sorted(p for p in staged.iterdir() if p.is_dir()):
+            if complete_only and not _is_complete(run_dir):
+                report.partial.append(run_dir.name)
+                continue
             if (parts and not (run_dir / "ckpt.pt").exists() and not _is_complete(run_dir)
                     and store.get(from_dict(RunConfig, read_json(run_dir / "config.json"))) is None):
                 # its checkpoint was in a part that did not arrive: importing the records alone would claim a step

@@ -47,6 +47,21 @@ def test_a_stopped_run_resumes_exactly_after_a_round_trip(tmp_path: Path) -> Non
     assert sorted(again.skipped) == sorted([done.hash, stopped.hash]) and not again.added
 
 
+def test_complete_only_leaves_partial_runs_out(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    gpu = RunStore(tmp_path / "gpu")
+    done = train(_cfg(0), gpu, device="cpu", progress=False)
+    stopped = train(_cfg(1), gpu, device="cpu", progress=False, stop_after=13)
+    export_runs(gpu, "paper", tmp_path / "out", checkpoints=True)
+    laptop = RunStore(tmp_path / "laptop")
+    assert main(["import", str(tmp_path / "out"), "--root", str(tmp_path / "laptop"), "--complete-only"]) == 0
+    out = capsys.readouterr().out
+    assert "1 added" in out and "1 incomplete left out" in out
+    assert laptop.get(_cfg(0)) is not None and not laptop.path(_cfg(1)).exists()
+    report = import_runs(tmp_path / "out", laptop)  # without the flag the partial run comes in, resumable
+    assert report.added == [stopped.hash] and report.skipped == [done.hash]
+    assert (laptop.path(_cfg(1)) / "ckpt.pt").exists()
+
+
 def test_a_further_incomplete_state_updates_an_earlier_one(tmp_path: Path) -> None:
     gpu, laptop = RunStore(tmp_path / "gpu"), RunStore(tmp_path / "laptop")
     train(_cfg(2), laptop, device="cpu", progress=False, stop_after=5)
