@@ -12,6 +12,7 @@ more points than a model was trained on is length extrapolation (`extrapolation`
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -83,43 +84,42 @@ def curve_from(values: list[torch.Tensor], masks: list[torch.Tensor], metric: st
 
 
 @torch.no_grad()
-def evaluate_batches(
-    predictor: Predictor, task: Task, batches: list[Batch], device: str | torch.device = "cpu"
-) -> Curve:
-    """Per-position mean and standard error of `task.metric` over the masked entries of `batches`."""
+def _per_position(
+    predictor: Predictor, batches: list[Batch], device: str | torch.device,
+    values_of: Callable[[Batch], dict[str, torch.Tensor]],
+) -> dict[str, Curve]:
+    """Run `values_of` (named [B, N] values) on every batch in eval mode; one `Curve` per name over the masks."""
     was_training = isinstance(predictor, nn.Module) and predictor.training
     if isinstance(predictor, nn.Module):
         predictor.eval()
-    values, masks = [], []
-    try:
-        for batch in batches:
-            batch = batch.to(device)
-            values.append(task.metric(task.predict(predictor, batch), batch).cpu())  # [B, N]
-            masks.append(batch.loss_mask.cpu())
-    finally:
-        if was_training:
-            predictor.train()  # type: ignore[union-attr]
-    return curve_from(values, masks, task.metric_name)
-
-
-@torch.no_grad()
-def diagnostic_curves(
-    model: nn.Module, task: Task, batches: list[Batch], device: str | torch.device = "cpu"
-) -> dict[str, Curve]:
-    """`task.diagnostics` per position over `batches`, like `evaluate_batches` ({} for tasks that have none)."""
-    was_training = model.training
-    model.eval()
     values: dict[str, list[torch.Tensor]] = {}
     masks = []
     try:
         for batch in batches:
             batch = batch.to(device)
-            for name, v in task.diagnostics(model, batch).items():  # each [B, N]
+            for name, v in values_of(batch).items():  # each [B, N]
                 values.setdefault(name, []).append(v.cpu())
             masks.append(batch.loss_mask.cpu())
     finally:
-        model.train(was_training)
+        if was_training:
+            predictor.train()  # type: ignore[union-attr]
     return {name: curve_from(v, masks, name) for name, v in values.items()}
+
+
+def evaluate_batches(
+    predictor: Predictor, task: Task, batches: list[Batch], device: str | torch.device = "cpu"
+) -> Curve:
+    """Per-position mean and standard error of `task.metric` over the masked entries of `batches`."""
+    curves = _per_position(predictor, batches, device,
+                           lambda b: {task.metric_name: task.metric(task.predict(predictor, b), b)})
+    return curves[task.metric_name]
+
+
+def diagnostic_curves(
+    model: nn.Module, task: Task, batches: list[Batch], device: str | torch.device = "cpu"
+) -> dict[str, Curve]:
+    """`task.diagnostics` per position over `batches`, like `evaluate_batches` ({} for tasks that have none)."""
+    return _per_position(model, batches, device, lambda b: task.diagnostics(model, b))
 
 
 def evaluate(

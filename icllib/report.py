@@ -93,9 +93,9 @@ def chance_level(cfg: RunConfig) -> float:
     task = build_task(cfg.task)
     if not task.higher_is_better:
         return 1.0
-    blind = getattr(task, "blind_accuracy", None)
+    blind = task.blind_accuracy()
     if blind is not None:
-        return float(blind())
+        return blind
     return 0.5 if task.io().d_out == 1 else 1.0 / cfg.curriculum.points_end
 
 

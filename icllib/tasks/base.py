@@ -152,6 +152,11 @@ class Task:
     def predict(self, model: Predictor, batch: Batch) -> Tensor:
         return model(batch)
 
+    def blind_accuracy(self) -> float | None:
+        """For accuracy metrics: the best accuracy of a predictor that ignores the in-context examples, where it is
+        known in closed form (sparse parity); None otherwise. `report.chance_level` uses it as the trivial level."""
+        return None
+
     def diagnostics(self, model: Predictor, batch: Batch) -> dict[str, Tensor]:
         """Extra per-position quantities `{name: [B, N]}` that explain the metric, scored like it at the end of
         training (`eval.json["diagnostics"]`); none by default. CoT-I/O reports its two steps separately."""
