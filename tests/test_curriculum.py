@@ -53,3 +53,16 @@ def test_bad_input() -> None:
         CurriculumConfig(dims_start=5, dims_end=4)
     with pytest.raises(ConfigError, match="points_interval"):
         CurriculumConfig(points_interval=0)
+
+
+def test_many_outlier_profiles_reach_full_length_at_the_originals_fraction() -> None:
+    """Paper profile: 256-point prompts (PAPER_SPEC §7's reduction), reached by 5% of training as the original's
+    512 are (1M steps, +2 points every 200 from 12); the full profile keeps 512."""
+    from icllib.experiments import _park_tasks
+
+    for profile, n in (("paper", 256), ("full", 512)):
+        _, cur, _, steps = _park_tasks(profile)["many_outlier_regression"]
+        assert cur.points_end == n
+        reached = next(i for i in range(steps) if schedule(cur, i)[1] == n)
+        assert 0.04 * steps <= reached <= 0.05 * steps, (profile, reached, steps)
+        assert schedule(cur, int(0.05 * steps))[0] == 20  # all 20 dims active by then too (official: 3.2%)
