@@ -173,7 +173,7 @@ def results_grid(profile: str) -> list[RunConfig]:
     """02_results_grid: every Park model × every Park task family, one seed.
 
     paper reductions: 20k steps (LR, sparse LR, MQAR) and 30k (others) instead of 500k (1M for many-outlier);
-    curriculum intervals scaled accordingly; many-outlier prompts of 256 points instead of 512 (`_park_tasks`);
+    curriculum intervals scaled accordingly; many-outlier prompts of 256 points instead of 512 (`_many_outlier`);
     models at the repo's sample sizes (D=128, TF 2 layers, Mamba 4 blocks).
     """
     _check(profile)
