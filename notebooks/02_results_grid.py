@@ -45,7 +45,8 @@ tasks = None  # None: all nine families; a list selects some (the smoke profile 
 models = None  # None: all five architectures; a list selects some
 baseline_examples = 256  # baselines run on the first prompts of each task's evaluation set
 slow_baselines = True  # the sklearn / gradient-descent baselines (Lasso, trees, boosting, 2-layer net)
-slow_examples = 32  # ...evaluated on this many prompts only (they fit one model per prefix of every prompt)
+slow_examples = 16  # ...evaluated on this many prompts only (they fit one model per prefix of every prompt; at 32
+#                     the decision-tree ones alone took 171 s on a busy 2-core CPU; `make figures` has 5 min in all)
 
 # %%
 import matplotlib.pyplot as plt
