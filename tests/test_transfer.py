@@ -2,6 +2,7 @@
 and resume exactly; complete runs are never replaced."""
 
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,28 @@ def test_export_under_a_size_cap_keeps_the_runs_furthest_along(tmp_path: Path) -
     assert report.added == [near.hash] and sorted(report.lost) == sorted(r.hash for r in far)
     with pytest.raises(StoreError, match="max_mib"):
         export_runs(gpu, "paper", tmp_path / "o2", checkpoints=True, max_mib=0)
+
+
+def test_checkpoints_travel_gzipped_and_old_plain_parts_still_import(tmp_path: Path) -> None:
+    """Parts hold each checkpoint gzipped (smaller than the file, restored byte for byte); parts written before that
+    change, with plain ckpt.pt members, import as before."""
+    gpu = RunStore(tmp_path / "gpu")
+    stopped = train(_cfg(10), gpu, device="cpu", progress=False, stop_after=13)
+    ckpt = (stopped.dir / "ckpt.pt").read_bytes()
+    files = export_runs(gpu, "paper", tmp_path / "out", checkpoints=True)
+    with tarfile.open(files[1]) as tar:
+        (member,) = tar.getmembers()
+    assert member.name == f"{stopped.hash}/ckpt.pt.gz" and member.size < len(ckpt)
+    report = import_runs(tmp_path / "out", RunStore(tmp_path / "laptop"))
+    assert report.added == [stopped.hash]
+    assert (tmp_path / "laptop" / "paper" / stopped.hash / "ckpt.pt").read_bytes() == ckpt
+    assert not list((tmp_path / "laptop").rglob("*.gz"))
+
+    with tarfile.open(files[1], "w") as tar:  # the old format: the checkpoint file itself
+        tar.add(stopped.dir / "ckpt.pt", arcname=f"{stopped.hash}/ckpt.pt")
+    report = import_runs(tmp_path / "out", RunStore(tmp_path / "old"))
+    assert report.added == [stopped.hash]
+    assert (tmp_path / "old" / "paper" / stopped.hash / "ckpt.pt").read_bytes() == ckpt
 
 
 def test_import_refuses_a_folder_without_records(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
