@@ -198,16 +198,28 @@ def plot_curve(ax: Axes, curve: Curve, *, label: str | None, color: str, ls: str
 def task_panel(ax: Axes, task: str, curves: dict[str, Curve], baselines: dict[str, Curve], *, higher_is_better: bool,
                chance: float, tail: float = TAIL) -> str | None:
     """One task of the results grid: each model's curve (keys of `curves` are architectures), the best baseline
-    dashed in grey, the trivial level dotted. Returns the baseline drawn (None if the task has none)."""
-    for model, curve in curves.items():
-        plot_curve(ax, curve, label=model, color=color(model))
+    dashed in grey, the trivial level dotted. A task scored at a single position (MQAR: its query) gets one bar per
+    model with a 90% error bar instead, since the models' points would sit on top of each other. Returns the
+    baseline drawn (None if the task has none)."""
     best = best_baseline(baselines, higher_is_better, tail)
-    if best is not None:
-        plot_curve(ax, baselines[best], label=best, color=color("baseline"), ls="--", band=False)
+    single = bool(curves) and all(sum(c > 0 for c in curve.count) == 1 for curve in curves.values())
+    if single:
+        for x, (model, curve) in enumerate(curves.items()):
+            i = next(i for i, c in enumerate(curve.count) if c > 0)
+            sem = 0.0 if math.isnan(curve.sem[i]) else BAND * curve.sem[i]
+            ax.bar(x, curve.mean[i], yerr=sem, color=color(model), label=model, width=0.7, capsize=2)
+        ax.set_xticks(range(len(curves)), list(curves), rotation=35, ha="right", fontsize=6)
+        if best is not None:
+            ax.axhline(late_metric(baselines[best], tail), color=color("baseline"), ls="--", lw=1.3, label=best)
+        ax.set_xlabel("model (scored at the single query)", fontsize=7)
+    else:
+        for model, curve in curves.items():
+            plot_curve(ax, curve, label=model, color=color(model))
+        if best is not None:
+            plot_curve(ax, baselines[best], label=best, color=color("baseline"), ls="--", band=False)
+        ax.set_xlabel("in-context examples $i$", fontsize=7)
     ax.axhline(chance, color="0.6", ls=":", lw=1)
     ax.set_title(task, fontsize=8)
-    single = all(sum(c > 0 for c in curve.count) == 1 for curve in curves.values())  # MQAR: scored at its query
-    ax.set_xlabel("query position (token)" if single else "in-context examples $i$", fontsize=7)
     ax.set_ylim(-0.05, 1.05 if higher_is_better else 1.6)
     return best
 

@@ -96,8 +96,8 @@ plt.show()
 # One panel per family: each architecture's final evaluation curve (90% bands over prompts) and, dashed grey, the
 # best classical baseline that applies (`baselines.applicable`, run on the first `baseline_examples` of the same
 # evaluation prompts, which keeps least squares on the long many-outlier prompts to seconds; the zero predictor is
-# the dotted line). Vector MQAR is scored at its single query, so its panel has one point per model at the query
-# position; CoT-I/O and MQAR have no classical baseline. The outlier families' best baseline is usually
+# the dotted line). Vector MQAR is scored at its single query, so its panel has one bar per model (with its 90%
+# interval); CoT-I/O and MQAR have no classical baseline. The outlier families' best baseline is usually
 # `least_squares_clean`, an oracle told which pairs are corrupted, so it is an upper bound rather than a competitor.
 # The slow baselines (trees, boosting, Lasso, the 2-layer network) fit one model per prefix of every prompt, so they
 # see only `slow_examples` prompts and their curves are noisy, most of all on decision trees, whose heavy-tailed

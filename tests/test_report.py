@@ -149,7 +149,10 @@ def test_drawing_functions_put_what_they_claim_on_the_axes() -> None:
     assert [line.get_label() for line in ax.lines][:2] == ["mamba", "least_squares"]
     assert ax.get_xlabel() == "in-context examples $i$"
     fig, ax = plt.subplots()
-    report.task_panel(ax, "q", {"mamba": _curve([float("nan"), 0.5], count=[0, 64], metric="accuracy")}, {},
-                      higher_is_better=True, chance=0.25)
-    assert ax.get_xlabel() == "query position (token)"
+    report.task_panel(ax, "q", {"mamba": _curve([float("nan"), 0.5], count=[0, 64], metric="accuracy"),
+                                "transformer": _curve([float("nan"), 0.9], count=[0, 64], metric="accuracy")},
+                      {}, higher_is_better=True, chance=0.25)
+    assert ax.get_xlabel() == "model (scored at the single query)"  # one bar per model, not overlapping points
+    assert [p.get_height() for p in ax.patches] == pytest.approx([0.5, 0.9])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["mamba", "transformer"]
     plt.close("all")
