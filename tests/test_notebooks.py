@@ -69,6 +69,10 @@ def test_executed_notebook_is_up_to_date(source: Path, profile: str) -> None:
     assert [c.source for c in cells] == [c.source for c in _code_cells(figures.read_source(source))], (
         f"{path.name} ({profile}) is stale: its code differs from {source.name}"
     )
+    text = [c.source for c in executed.cells if c.cell_type == "markdown"]
+    assert text == [c.source for c in figures.read_source(source).cells if c.cell_type == "markdown"], (
+        f"{path.name} ({profile}) is stale: its text differs from {source.name}"
+    )
     for cell in cells:
         assert cell.execution_count is not None, f"{path.name}: a code cell was never executed"
     injected = [c for c in _code_cells(executed) if "injected-parameters" in c.metadata.get("tags", [])]
