@@ -10,8 +10,10 @@ several runs on one GPU, each on its own CUDA stream.
 Every `eval_every` steps the model is evaluated on a fixed eval set (eval seed range); every `ckpt_every` steps
 the model, optimizer, scheduler and RNG states are checkpointed atomically, with the metrics rows logged so far.
 A run killed at any point and started again resumes from its last checkpoint and ends with exactly the metrics of
-an uninterrupted run on CPU. A NaN/inf loss stops the run, names the step, keeps the last good checkpoint and
-records `failed` in the store.
+an uninterrupted run on CPU. A NaN/inf loss, a NaN/inf evaluation or non-finite parameters stop the run: the error
+names the step, the store records `failed` with that step, and the last checkpoint (if any) stays the last good one:
+parameters and optimizer state are checked finite before every checkpoint write, so no checkpoint holds a NaN.
+Training a failed run again raises at once with the recorded error (it would diverge again at the same step).
 
 Losses stay on the device between log points (no host synchronisation per step); they are checked for finiteness
 when read back, so the reported step of a divergence is exact.
@@ -115,6 +117,25 @@ def _segment(first: int, step: int, started: float, where: dict[str, str]) -> di
     return {"from_step": first, "to_step": step, "seconds": round(time.perf_counter() - started, 3), **where}
 
 
+def _all_finite(model: nn.Module, opt: torch.optim.Optimizer) -> bool:
+    """Whether every parameter and every floating optimizer-state tensor is finite (one host sync)."""
+    tensors = [p.detach() for p in model.parameters()]
+    tensors += [v for st in opt.state.values() for v in st.values() if isinstance(v, torch.Tensor)
+                and v.is_floating_point()]
+    if not tensors:
+        return True
+    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+
+
+def _diverged(cfg: RunConfig, run: Run, step: int, what: str, last_ckpt: int | None) -> TrainingDiverged:
+    """Record `failed` at `step` and build the error; the message names the checkpoint only when one exists."""
+    kept = (f"the last good checkpoint (step {last_ckpt}) is kept" if last_ckpt is not None
+            else "no checkpoint was written")
+    msg = f"{what} at step {step}; {kept}"
+    run.set_status("failed", step=step, error=msg)
+    return TrainingDiverged(f"{cfg.name}: {msg}")
+
+
 def _checkpoint(model, opt, sched, batches: Batches, state: _State, device: torch.device,
                 segment: dict[str, Any]) -> dict[str, Any]:
     ckpt = {
@@ -191,6 +212,8 @@ def train_many(
     `time_limit_s`: after that many seconds every active run checkpoints at its current step and stops (status
     `running`, resumable), and no further run starts: for jobs with a hard wall-clock limit. The first
     `concurrency` runs always start and train at least one step.
+
+    A run that diverges (or failed before) is logged and left `failed` in the store; the others go on.
     """
     deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
     store = store or RunStore()
@@ -232,7 +255,11 @@ def _interleave(queue, active, store, device, concurrency, deadline, step_mode, 
         for item in list(active):
             gen, stream = item
             with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
-                if next(gen, None) is None:
+                try:
+                    if next(gen, None) is None:
+                        active.remove(item)
+                except TrainingDiverged as e:  # recorded `failed` in its store; the other runs go on
+                    log.error("%s", e)
                     active.remove(item)
         meter.tick(len(active))
 
@@ -269,6 +296,11 @@ def _training(
     """The training loop of one run as a generator: yields the step number after each step (so `train_many` can
     interleave runs); on return the run is complete, stopped on request (`stop_after` steps, or the `deadline` on
     time.monotonic() passed: a checkpoint is saved at the step reached), or raised."""
+    status = run.status()
+    if status.get("state") == "failed":  # from the same checkpoint and RNG state it would diverge again
+        raise TrainingDiverged(
+            f"{cfg.name}: run {run.hash} failed at step {status.get('step', '?')} ({status.get('error', 'no error')}"
+            f"); change the config (e.g. train.lr) or delete {run.dir} to train it from step 0")
     task = build_task(cfg.task)
     model = build_model(cfg.model, task.io(), seed=cfg.seed).to(device)
     opt = build_optimizer(cfg, model, device)
@@ -283,6 +315,7 @@ def _training(
         torch.manual_seed(cfg.seed)
         state = _State(step=0, rows=[])
         ckpt = run.load_checkpoint(map_location="cpu")  # RNG states must stay CPU tensors
+        last_ckpt: int | None = None  # step of the newest checkpoint on disk (all of them hold finite values)
         if ckpt is not None:
             model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optimizer"])
@@ -295,6 +328,7 @@ def _training(
             unrecorded = [{"from_step": 0, "to_step": ckpt["step"], "recorded": False}]
             state = _State(step=ckpt["step"], rows=ckpt["rows"], pending=ckpt.get("pending", []),
                            segments=ckpt.get("segments", unrecorded))
+            last_ckpt = state.step
             log.info("%s: resuming at step %d", cfg.name, state.step)
         step = make_step(model, task, opt, cfg, device, step_mode)  # after loading: a graph step re-tensorises lr
         batches = Batches(task, cfg, data_gen, pool)  # sampled on the host; with a pool, one step ahead
@@ -307,6 +341,24 @@ def _training(
         started, first = time.perf_counter(), state.step
         where = {"device": device_name(device), "git_sha": git_sha(), "step_mode": step.label}
         end = cfg.train.steps if stop_after is None else min(cfg.train.steps, state.step + stop_after)
+
+        def read_losses(s: int) -> torch.Tensor:
+            """The losses since the last read-back, checked finite (raises at the first bad step)."""
+            losses = torch.stack(pending).float().cpu()
+            bad = (~torch.isfinite(losses)).nonzero()
+            if len(bad):
+                raise _diverged(cfg, run, s - len(pending) + int(bad[0]) + 1, "non-finite loss", last_ckpt)
+            return losses
+
+        def save(s: int) -> None:
+            """Checkpoint at step s, only if parameters and optimizer state are finite (else: diverged at s)."""
+            nonlocal last_ckpt
+            if not _all_finite(model, opt):
+                raise _diverged(cfg, run, s, "non-finite parameters or optimizer state", last_ckpt)
+            segment = _segment(first, s, started, where)
+            run.save_checkpoint(_checkpoint(model, opt, sched, batches, state, device, segment))
+            last_ckpt = s
+
         model.train()
         try:
             while state.step < end:
@@ -321,26 +373,21 @@ def _training(
                     end = s  # out of time: checkpoint here and stop, like stop_after
                 at_log = s % cfg.train.log_every == 0 or s % cfg.train.eval_every == 0 or s % cfg.train.ckpt_every == 0
                 if s == end and not (at_log or s == cfg.train.steps):  # stopped on request between log points
-                    state.pending = torch.stack(pending).float().cpu().tolist()
-                    segment = _segment(first, s, started, where)
-                    run.save_checkpoint(_checkpoint(model, opt, sched, batches, state, device, segment))
+                    state.pending = read_losses(s).tolist()
+                    save(s)
                     run.set_status("running", step=s)
                 elif at_log or s == cfg.train.steps:
-                    losses = torch.stack(pending).float().cpu()
-                    bad = (~torch.isfinite(losses)).nonzero()
-                    if len(bad):
-                        bad_step = s - len(pending) + int(bad[0]) + 1
-                        msg = f"non-finite loss at step {bad_step}; the last good checkpoint is kept"
-                        run.set_status("failed", step=bad_step, error=msg)
-                        raise TrainingDiverged(f"{cfg.name}: {msg}")
+                    losses = read_losses(s)
                     pending.clear()
                     state.pending = []
                     row: dict[str, Any] = {"step": s, "loss": float(losses[-1]), "loss_mean": float(losses.mean()),
                                            "lr": float(sched.get_last_lr()[0]), "n_dims": n_dims, "n_points": n_points}
                     if s % cfg.train.eval_every == 0 or s == cfg.train.steps:
                         curve = evaluate_batches(model, task, eval_set, device)
-                        row["eval"] = curve.to_dict()["mean"]  # null where no prompt counts (token tasks)
                         row["eval_mean"] = curve.summary()
+                        if not math.isfinite(row["eval_mean"]):
+                            raise _diverged(cfg, run, s, "non-finite evaluation", last_ckpt)
+                        row["eval"] = curve.to_dict()["mean"]  # null where no prompt counts (token tasks)
                     state.rows.append(row)
                     if bar is not None:
                         bar.update(s - bar.n)
@@ -348,8 +395,7 @@ def _training(
                     else:
                         log.info("%s step %d/%d loss %.4f", cfg.name, s, cfg.train.steps, row["loss_mean"])
                     if s % cfg.train.ckpt_every == 0 or s == cfg.train.steps or s == end:
-                        segment = _segment(first, s, started, where)
-                        run.save_checkpoint(_checkpoint(model, opt, sched, batches, state, device, segment))
+                        save(s)
                         run.write_metrics(state.rows)
                         run.set_status("running", step=s)
                 yield s

@@ -16,6 +16,7 @@ class ToyRegression(Task):
     n_dims: int = 4
     shared_w: bool = False  # one fixed w for every prompt: plain regression, learnable in a few hundred steps
     nan_after: int = -1  # > 0: ys become NaN once this many batches were sampled (divergence tests)
+    nan_eval: bool = False  # ys of evaluation prompts (eval seed range) are NaN: a finite loss, a NaN eval
 
     def io(self) -> IOSpec:
         return IOSpec("pairs", d_in=self.n_dims, d_out=1)
@@ -34,6 +35,8 @@ class ToyRegression(Task):
             _COUNTS[id(generator)] = count
             if count > self.nan_after:
                 ys = ys * float("nan")
+        if self.nan_eval and generator.initial_seed() >= (1 << 40):
+            ys = ys * float("nan")
         return Batch(xs, ys, torch.ones(batch_size, n_points, dtype=torch.bool))
 
     def loss(self, pred: Tensor, batch: Batch) -> Tensor:
