@@ -8,19 +8,21 @@
                                                  every run of an experiment that is not in the store yet
     icl experiments [--profile paper]            list experiments and their number of runs
 
-Errors the user can fix (unknown names, malformed configs, conflicting store directories, unknown profiles)
-print one line `icl: error: ...` and exit with status 2.
+Errors the user can fix (unknown names, malformed configs, conflicting or damaged store directories, unknown
+profiles, a damaged export) print one line `icl: error: ...` and exit with status 2. Output cut short by its reader
+(`icl runs | head`) ends quietly.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from icllib.config import ConfigError, RunConfig, config_hash, run_config_from_json
+from icllib.config import ConfigError, RunConfig, config_hash
 from icllib.registry import UnknownNameError
 from icllib.store import RunStore, StoreError, read_json
 
@@ -43,13 +45,22 @@ def _cmd_figures(args: argparse.Namespace) -> int:
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
-    store = RunStore(args.root)
-    runs = store.incomplete(args.profile) if args.incomplete else list(store.runs(args.profile))
-    for run in runs:
-        status = run.status()
-        print(f"{run.cfg.profile:6s} {run.hash}  {status.get('state', '?'):9s} step={status.get('step', '-')}  "
-              f"{run.cfg.name}")
-    print(f"{len(runs)} run(s)")
+    """List the store, broken runs included: a damaged directory (unreadable config or status, a config that does
+    not hash to its directory's name, a corrupt metrics file) is marked `broken` with its problem, and the other
+    runs are listed as usual, so one bad directory neither hides the rest nor stops the command."""
+    entries = RunStore(args.root).listing(args.profile)
+    if args.incomplete:  # a broken run is not complete either: it needs attention
+        entries = [e for e in entries if e.problem is not None or e.state != "complete"]
+    for entry in entries:
+        if entry.problem is not None:
+            print(f"{entry.profile:6s} {entry.hash}  {'broken':9s} {entry.problem}")
+            continue
+        status = entry.status or {}
+        name = entry.cfg.name if entry.cfg is not None else "?"
+        print(f"{entry.profile:6s} {entry.hash}  {status.get('state', '?'):9s} step={status.get('step', '-')}  "
+              f"{name}")
+    broken = sum(e.problem is not None for e in entries)
+    print(f"{len(entries)} run(s)" + (f", {broken} broken" if broken else ""))
     return 0
 
 
@@ -64,22 +75,24 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
+    """Import, then print the counts and one line per run not imported with the reason."""
     from icllib.transfer import import_runs
 
     report = import_runs(args.src, RunStore(args.root), complete_only=args.complete_only)
     print(f"{len(report.added)} added, {len(report.updated)} updated, {len(report.skipped)} skipped "
           f"(complete here already, or not further than the stored state)"
-          + (f", {len(report.lost)} not imported (checkpoint part missing): {' '.join(report.lost)}"
-             if report.lost else "")
+          + (f", {len(report.lost)} not imported (checkpoint missing)" if report.lost else "")
           + (f", {len(report.partial)} incomplete left out" if report.partial else ""))
+    for name, why in report.not_imported.items():
+        print(f"not imported: {name}: {why}")
     return 0
 
 
-def _load_config(path_str: str) -> RunConfig:
-    path = Path(path_str)
-    if not path.exists():
-        raise ConfigError(f"config: {path} does not exist")
-    return run_config_from_json(path.read_text())
+def _load_config(path_str: str, device: str | None = None) -> RunConfig:
+    """Read, parse and check a RunConfig JSON file (every field training would reject: one-line ConfigError)."""
+    from icllib.validate import load_config_file
+
+    return load_config_file(path_str, device=device)
 
 
 def _cmd_hash(args: argparse.Namespace) -> int:
@@ -90,7 +103,7 @@ def _cmd_hash(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from icllib.train import TrainingDiverged, train
 
-    cfg = _load_config(args.config)
+    cfg = _load_config(args.config, device=args.device)
     try:
         run = train(cfg, RunStore(args.root), device=args.device, progress=None)
     except TrainingDiverged as e:
@@ -102,8 +115,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from icllib import experiments, sweep
+    from icllib.validate import check_run
 
     configs = [cfg for name in args.experiment for cfg in experiments.EXPERIMENTS.get(name)(args.profile)]
+    for cfg in configs:  # a bad config stops the sweep before anything is written
+        check_run(cfg)
     if args.dry_run:
         store = RunStore(args.root)
         todo = sweep.pending(configs, store)
@@ -209,10 +225,20 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        status = func(args)
+        sys.stdout.flush()  # here, so that a closed pipe surfaces below rather than at interpreter exit
+        return status
     except USER_ERRORS as e:
-        print(f"icl: error: {e}", file=sys.stderr)
+        print(f"icl: error: {' '.join(str(e).splitlines())}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader stopped early (`icl runs | head`): not an error of ours. Point stdout at devnull so that the
+        # interpreter's final flush of what is still buffered does not raise again (Python's documented recipe).
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout has no file descriptor (replaced, as under pytest)
+            pass
+        return 141  # 128 + SIGPIPE, what a command killed by the closed pipe reports
 
 
 if __name__ == "__main__":

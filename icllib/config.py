@@ -25,12 +25,28 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 PROFILES = ("smoke", "paper", "full")
+
+# Upper bounds on sizes. Far above every experiment's "full" profile; a value beyond one would exhaust memory or
+# overflow long before the first step, so it is rejected when the config is built (`icl hash` catches it).
+MAX_WIDTH = 1 << 16  # d_model, d_state, n_heads, d_conv, expand x d_model
+MAX_DIMS = 1024  # task.n_dims (and so the curriculum's dims): some tasks factor a d x d matrix per batch
+MAX_LAYERS = 1024  # len(model.layers)
+MAX_LEN = 1 << 20  # model.max_len, prompt points (curriculum, eval.n_points, eval.extrapolate)
+MAX_BATCH = 1 << 16  # train.batch_size, eval.batch_size
+MAX_STEPS = 10**9  # train.steps and every step count or interval
+MAX_EXAMPLES = 1 << 24  # eval.n_examples
+MAX_EXTRAPOLATE = 64  # number of eval.extrapolate lengths
+MAX_EXPAND = 64  # model.expand
+# Seeds: training data uses `seed`, eval data and init use seed + 2**40 and seed + 2**41 (icllib.repro), so seeds
+# at or above 2**40 would draw eval prompts from another run's training stream.
+MAX_SEED = (1 << 40) - 1
 
 
 class ConfigError(ValueError):
@@ -40,6 +56,30 @@ class ConfigError(ValueError):
 def _require(ok: bool, msg: str) -> None:
     if not ok:
         raise ConfigError(msg)
+
+
+def _finite_floats(cfg: Any, prefix: str) -> None:
+    """Reject NaN and ±inf in every float field of a config dataclass (JSON `NaN`/`Infinity` parse to them)."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{prefix}.{f.name}: must be a finite number, got {value}")
+
+
+def _all_finite(value: Any) -> bool:
+    """False if a JSON-like value holds NaN or ±inf anywhere (they cannot be hashed: `config_hash` is strict JSON)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list | tuple):
+        return all(_all_finite(v) for v in value)
+    if isinstance(value, dict):
+        return all(_all_finite(v) for v in value.values())
+    return True
+
+
+def _in_range(value: int, lo: int, hi: int, where: str) -> None:
+    """`lo <= value <= hi`, else a ConfigError naming `where` and the allowed range."""
+    _require(lo <= value <= hi, f"{where}: must be in [{lo}, {hi}], got {value}")
 
 
 @dataclass(frozen=True)
@@ -56,6 +96,11 @@ class TaskConfig:
     def __post_init__(self) -> None:
         _require(isinstance(self.name, str) and self.name != "", "task.name: must be a non-empty string")
         _require(self.n_dims >= 1, f"task.n_dims: must be >= 1, got {self.n_dims}")
+        _in_range(self.n_dims, 1, MAX_DIMS, "task.n_dims")
+        _require(isinstance(self.kwargs, dict), f"task.kwargs: must be an object, got {type(self.kwargs).__name__}")
+        for key, value in self.kwargs.items():
+            _require(isinstance(key, str), f"task.kwargs: parameter names must be strings, got {key!r}")
+            _require(_all_finite(value), f"task.kwargs.{key}: must be finite (no NaN or Infinity), got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -63,8 +108,10 @@ class ModelConfig:
     """An architecture as data: the sequence of mixer blocks plus widths.
 
     `layers` names one registered mixer per block, e.g. `("mamba", "attn", "mamba", "attn", "mamba")`
-    for MambaFormer (the names are those of `icllib.models.MIXERS`). `pos_emb` adds a learned absolute position
-    embedding of `max_len` rows to the read-in. `mlp` gives every "attn" block a GPT-2 MLP (the hybrids have none).
+    for MambaFormer (the names are those of `icllib.models.MIXERS`; `icllib.validate.check_model` checks them and
+    the mixer-specific rules, since this module imports nothing from the package). `pos_emb` adds a learned
+    absolute position embedding of `max_len` rows to the read-in. `mlp` gives every "attn" block a GPT-2 MLP (the
+    hybrids have none).
     `norm` is the residual blocks' norm ("layernorm": Park et al.; "rmsnorm": Grazzi et al.'s Mamba).
     `attn_init`: "gpt2" (N(0, 0.02), residual projections / sqrt(2 * n_layers), as HF GPT-2) or "torch" (PyTorch
     defaults with zero biases, as the attention inside Park et al.'s hybrids). `s4d_init`: "lin" or "inv" (S4D).
@@ -87,22 +134,19 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _require(len(self.layers) >= 1, "model.layers: must name at least one block")
-        from icllib.models.backbone import MIXERS  # late import: the registry lives with the models
-        from icllib.registry import UnknownNameError
-
+        _require(len(self.layers) <= MAX_LAYERS, f"model.layers: at most {MAX_LAYERS} blocks, got {len(self.layers)}")
         for i, name in enumerate(self.layers):
-            try:
-                MIXERS.get(name)
-            except UnknownNameError as e:
-                raise ConfigError(f"model.layers[{i}]: {e}") from None
-        _require(self.d_model >= 1, f"model.d_model: must be >= 1, got {self.d_model}")
-        _require(self.n_heads >= 1, f"model.n_heads: must be >= 1, got {self.n_heads}")
+            _require(isinstance(name, str) and name != "", f"model.layers[{i}]: must be a non-empty mixer name")
+        _finite_floats(self, "model")
+        _in_range(self.d_model, 1, MAX_WIDTH, "model.d_model")
+        _in_range(self.n_heads, 1, MAX_WIDTH, "model.n_heads")
         if "attn" in self.layers:
             _require(
                 self.d_model % self.n_heads == 0,
-                f"model.d_model: {self.d_model} is not divisible by model.n_heads={self.n_heads}",
+                f"model.d_model: {self.d_model} is not divisible by model.n_heads={self.n_heads} "
+                "(model.layers has 'attn' blocks)",
             )
-        _require(self.max_len >= 1, f"model.max_len: must be >= 1, got {self.max_len}")
+        _in_range(self.max_len, 1, MAX_LEN, "model.max_len")
         _require(0.0 <= self.dropout < 1.0, f"model.dropout: must be in [0, 1), got {self.dropout}")
         _require(
             self.scan_backend in ("auto", "ref", "triton"),
@@ -111,11 +155,13 @@ class ModelConfig:
         _require(self.norm in ("layernorm", "rmsnorm"), f"model.norm: {self.norm!r} is not 'layernorm' or 'rmsnorm'")
         _require(self.attn_init in ("gpt2", "torch"), f"model.attn_init: {self.attn_init!r} is not 'gpt2' or 'torch'")
         _require(self.s4d_init in ("lin", "inv"), f"model.s4d_init: {self.s4d_init!r} is not 'lin' or 'inv'")
-        for name in ("d_state", "d_conv", "expand"):
-            value = getattr(self, name)
-            _require(value >= 1, f"model.{name}: must be >= 1, got {value}")
-        if "s4d" in self.layers:
-            _require(self.d_state % 2 == 0, f"model.d_state: s4d needs an even value, got {self.d_state}")
+        _in_range(self.d_state, 1, MAX_WIDTH, "model.d_state")
+        _in_range(self.d_conv, 1, MAX_WIDTH, "model.d_conv")
+        _in_range(self.expand, 1, MAX_EXPAND, "model.expand")
+        _require(
+            self.expand * self.d_model <= MAX_WIDTH,
+            f"model.expand: model.expand * model.d_model must be <= {MAX_WIDTH}, got {self.expand} * {self.d_model}",
+        )
 
 
 @dataclass(frozen=True)
@@ -138,10 +184,15 @@ class CurriculumConfig:
         for kind in ("dims", "points"):
             start, end = getattr(self, f"{kind}_start"), getattr(self, f"{kind}_end")
             inc, interval = getattr(self, f"{kind}_inc"), getattr(self, f"{kind}_interval")
+            top = MAX_DIMS if kind == "dims" else MAX_LEN
             _require(start >= 1, f"curriculum.{kind}_start: must be >= 1, got {start}")
-            _require(end >= start, f"curriculum.{kind}_end: {end} is smaller than {kind}_start={start}")
+            _in_range(start, 1, top, f"curriculum.{kind}_start")
+            _require(end >= start, f"curriculum.{kind}_end: {end} is smaller than curriculum.{kind}_start={start}")
+            _in_range(end, start, top, f"curriculum.{kind}_end")
             _require(inc >= 0, f"curriculum.{kind}_inc: must be >= 0, got {inc}")
+            _in_range(inc, 0, top, f"curriculum.{kind}_inc")
             _require(interval >= 1, f"curriculum.{kind}_interval: must be >= 1, got {interval}")
+            _in_range(interval, 1, MAX_STEPS, f"curriculum.{kind}_interval")
 
 
 @dataclass(frozen=True)
@@ -163,23 +214,24 @@ class TrainConfig:
     log_every: int = 100
 
     def __post_init__(self) -> None:
-        _require(self.steps >= 1, f"train.steps: must be >= 1, got {self.steps}")
-        _require(self.batch_size >= 1, f"train.batch_size: must be >= 1, got {self.batch_size}")
+        _finite_floats(self, "train")
+        _in_range(self.steps, 1, MAX_STEPS, "train.steps")
+        _in_range(self.batch_size, 1, MAX_BATCH, "train.batch_size")
         _require(self.lr > 0, f"train.lr: must be > 0, got {self.lr}")
+        _require(self.weight_decay >= 0, f"train.weight_decay: must be >= 0, got {self.weight_decay}")
         _require(self.optimizer in ("adam", "adamw"), f"train.optimizer: {self.optimizer!r} is not 'adam' or 'adamw'")
         _require(
             self.schedule in ("constant", "cosine"),
             f"train.schedule: {self.schedule!r} is not 'constant' or 'cosine'",
         )
-        _require(self.warmup_steps >= 0, f"train.warmup_steps: must be >= 0, got {self.warmup_steps}")
+        _in_range(self.warmup_steps, 0, MAX_STEPS, "train.warmup_steps")
         _require(self.grad_clip >= 0, f"train.grad_clip: must be >= 0 (0 disables), got {self.grad_clip}")
         _require(
             self.precision in ("fp32", "tf32", "bf16"),
             f"train.precision: {self.precision!r} is not one of 'fp32', 'tf32', 'bf16'",
         )
         for name in ("eval_every", "ckpt_every", "log_every"):
-            value = getattr(self, name)
-            _require(value >= 1, f"train.{name}: must be >= 1, got {value}")
+            _in_range(getattr(self, name), 1, MAX_STEPS, f"train.{name}")
 
 
 @dataclass(frozen=True)
@@ -198,11 +250,15 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         _require(self.n_points >= 0, f"eval.n_points: must be >= 0 (0 = curriculum end), got {self.n_points}")
-        _require(self.n_examples >= 1, f"eval.n_examples: must be >= 1, got {self.n_examples}")
-        _require(self.batch_size >= 1, f"eval.batch_size: must be >= 1, got {self.batch_size}")
+        _in_range(self.n_points, 0, MAX_LEN, "eval.n_points")
+        _in_range(self.n_examples, 1, MAX_EXAMPLES, "eval.n_examples")
+        _in_range(self.batch_size, 1, MAX_BATCH, "eval.batch_size")
         _require(
-            all(n >= 1 for n in self.extrapolate), f"eval.extrapolate: lengths must be >= 1, got {self.extrapolate}"
+            len(self.extrapolate) <= MAX_EXTRAPOLATE,
+            f"eval.extrapolate: at most {MAX_EXTRAPOLATE} lengths, got {len(self.extrapolate)}",
         )
+        for i, n in enumerate(self.extrapolate):
+            _in_range(n, 1, MAX_LEN, f"eval.extrapolate[{i}]")
 
 
 @dataclass(frozen=True)
@@ -219,8 +275,13 @@ class RunConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        _require(isinstance(self.name, str), f"name: must be a string, got {self.name!r}")
         _require(self.profile in PROFILES, f"profile: {self.profile!r} is not one of {', '.join(PROFILES)}")
         _require(self.seed >= 0, f"seed: must be >= 0, got {self.seed}")
+        _require(
+            self.seed <= MAX_SEED,
+            f"seed: must be in [0, 2**40 - 1] (larger seeds overlap the eval-data seed range), got {self.seed}",
+        )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -273,7 +334,10 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer literal beyond the float range
+            raise ConfigError(f"{where}: must be a finite number, got an integer of {len(str(value))} digits") from None
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
@@ -308,6 +372,8 @@ def run_config_from_json(text: str) -> RunConfig:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise ConfigError(f"config JSON is malformed: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except (ValueError, RecursionError) as e:  # an integer literal over Python's digit limit; absurd nesting
+        raise ConfigError(f"config JSON is malformed: {str(e).splitlines()[0]}") from None
     return from_dict(RunConfig, data)
 
 

@@ -51,8 +51,9 @@ from icllib.evaluate import (
 from icllib.models import build_model
 from icllib.repro import device_name, eval_generator, git_sha, make_generator, provenance, train_generator
 from icllib.step import make_step
-from icllib.store import Run, RunStore
+from icllib.store import Run, RunStore, StoreError
 from icllib.tasks import build_task
+from icllib.validate import check_run
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +180,7 @@ def train(
     that many steps of this call (for tests and time-sliced jobs) and leaves the run `running`. `step_mode`:
     "eager", "graph" (CUDA graphs, step.py) or None = auto (graph on CUDA, eager on CPU; $ICLLIB_STEP overrides).
     """
+    check_run(cfg, device=None if device is None else str(device))  # before the store: a bad config writes nothing
     store = store or RunStore()
     run = store.open(cfg)
     if not run.complete:
@@ -218,6 +220,8 @@ def train_many(
     deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
     store = store or RunStore()
     device = resolve_device(device)
+    for cfg in configs:  # every config before the first run starts: a bad one writes nothing
+        check_run(cfg, device=str(device))
     # a run's directory is created only when it starts: runs never started (time limit) leave nothing behind
     runs = [store.get(cfg) or Run(store.path(cfg), cfg) for cfg in configs]
     # runs already under way first, furthest along first (stable otherwise): a time-sliced sweep finishes them
@@ -258,7 +262,7 @@ def _interleave(queue, active, store, device, concurrency, deadline, step_mode, 
                 try:
                     if next(gen, None) is None:
                         active.remove(item)
-                except TrainingDiverged as e:  # recorded `failed` in its store; the other runs go on
+                except (TrainingDiverged, StoreError) as e:  # failed, or locked by another trainer: others go on
                     log.error("%s", e)
                     active.remove(item)
         meter.tick(len(active))
@@ -282,7 +286,15 @@ class _Throughput:
             self.steps, self.t0, self.cpu0 = 0, time.monotonic(), time.process_time()
 
 
-def _training(
+def _training(cfg: RunConfig, run: Run, device: torch.device, **kwargs: Any) -> Iterator[int]:
+    """The training loop of one run as a generator (`_loop`), holding the run's lock throughout: a second trainer of
+    the same run, in this process or another, gets a one-line StoreError instead of interleaving its writes."""
+    with run.lock():
+        if not run.complete:  # another process may have finished it while we waited to start
+            yield from _loop(cfg, run, device, **kwargs)
+
+
+def _loop(
     cfg: RunConfig,
     run: Run,
     device: torch.device,
@@ -340,6 +352,9 @@ def _training(
         pending: list[torch.Tensor] = [torch.tensor(v, device=device) for v in state.pending]
         started, first = time.perf_counter(), state.step
         where = {"device": device_name(device), "git_sha": git_sha(), "step_mode": step.label}
+        if device.type == "cuda":  # which GPU of a multi-GPU host trained this segment
+            where["gpu_uuid"] = str(torch.cuda.get_device_properties(device).uuid)
+            where["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES", "")
         end = cfg.train.steps if stop_after is None else min(cfg.train.steps, state.step + stop_after)
 
         def read_losses(s: int) -> torch.Tensor:

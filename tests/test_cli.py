@@ -1,13 +1,15 @@
 """The `icl` command: user errors are one line on stderr with exit status 2, and nothing stored is touched."""
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
 
 from icllib.cli import main
 from icllib.config import RunConfig, TaskConfig, config_hash, to_dict
-from icllib.store import RunStore
+from icllib.store import RunStore, StoreError
 
 
 def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
@@ -75,3 +77,56 @@ def test_sweep_unknown_experiment_is_one_line(capsys: pytest.CaptureFixture[str]
     assert main(["sweep", "tour", "no_such_experiment", "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
     assert "no_such_experiment" in err and len(err.splitlines()) == 1
+
+
+def _broken_store(root: Path) -> dict[str, str]:
+    """A store with one sound run and one of each kind of damage; returns hash -> what `icl runs` should show."""
+    store = RunStore(root)
+    cfgs = [RunConfig(name=f"r{seed}", task=TaskConfig("linear_regression"), seed=seed) for seed in range(5)]
+    runs = [store.open(cfg) for cfg in cfgs]
+    for run in runs:
+        run.set_status("running", step=3)
+        run.write_metrics([{"step": 3, "loss": 1.0}])
+    (runs[1].dir / "status.json").write_text('{"state": "runn')  # a status cut short
+    (runs[2].dir / "config.json").write_text("{not json")
+    (runs[3].dir / "config.json").write_text(json.dumps(to_dict(cfgs[0])))  # another run's config
+    (runs[4].dir / "metrics.jsonl").write_text('{"step": 3, "lo')  # a metrics file cut short
+    return {runs[0].hash: "running", runs[1].hash: "status.json", runs[2].hash: "config.json",
+            runs[3].hash: "hashes to", runs[4].hash: "metrics.jsonl"}
+
+
+def test_runs_marks_broken_runs_and_lists_the_others(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    expect = _broken_store(tmp_path)
+    for flags in ([], ["--incomplete"]):
+        assert main(["runs", "--root", str(tmp_path), *flags]) == 0
+        captured = capsys.readouterr()
+        lines = captured.out.strip().splitlines()
+        assert lines[-1] == "5 run(s), 4 broken" and "Traceback" not in captured.err
+        for run_hash, needle in expect.items():
+            (line,) = [line for line in lines[:-1] if line.split()[1] == run_hash]
+            assert needle in line and ("broken" in line) == (needle != "running"), line
+
+
+def test_runs_into_a_closed_pipe_is_quiet(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """`icl runs | head`: the reader goes away; no BrokenPipeError traceback, and stdout is left pointing at
+    /dev/null so the interpreter's last flush stays quiet too. (In process: a subprocess pays torch's import.)"""
+    RunStore(tmp_path).open(RunConfig(name="x", task=TaskConfig("linear_regression"))).set_status("new")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write to the pipe now fails with EPIPE
+    with open(write_end, "w") as stdout:
+        monkeypatch.setattr(sys, "stdout", stdout)
+        assert main(["runs", "--root", str(tmp_path)]) == 141
+        stdout.write("still buffered\n")
+        stdout.flush()  # would raise BrokenPipeError again, were stdout not /dev/null now
+    assert capsys.readouterr().err == ""
+
+
+def test_a_store_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*args: object, **kwargs: object) -> None:
+        raise StoreError(f"{tmp_path}/x: broken\nsecond line")
+
+    monkeypatch.setattr(RunStore, "listing", fail)
+    assert main(["runs", "--root", str(tmp_path)]) == 2
+    assert _one_line_error(capsys) == f"icl: error: {tmp_path}/x: broken second line"

@@ -13,7 +13,7 @@ from icllib.store import RunStore, StoreError, atomic_write_json
 
 
 def _cfg(**kw) -> RunConfig:
-    return RunConfig(name="t", task=TaskConfig("linear_regression", n_dims=5), **kw)
+    return RunConfig(name="t", task=TaskConfig("linear_regression"), **kw)
 
 
 def test_open_writes_config_and_reopens(tmp_path: Path) -> None:
@@ -107,7 +107,7 @@ def test_write_killed_halfway_leaves_old_file(tmp_path: Path) -> None:
 def test_open_removes_stale_temporary_files(tmp_path: Path) -> None:
     store = RunStore(tmp_path)
     run = store.open(_cfg())
-    stale = run.dir / ".metrics.jsonl.tmp-123-abcd"
+    stale = run.dir / ".metrics.jsonl.tmp-999999999-abcd"  # a pid no process can have
     stale.write_text("half")
     store.open(_cfg())
     assert not stale.exists()

@@ -14,6 +14,7 @@ from icllib.models.mamba import Mamba
 from icllib.models.rwkv import wkv
 from icllib.models.s4 import MambaS4, S4DKernel, fft_causal_conv
 from icllib.ops.selective_scan import selective_scan
+from icllib.validate import check_model
 
 ALL_MIXERS = ["attn", "mamba", "mamba_s4", "s4d", "rwkv"]
 
@@ -213,7 +214,7 @@ def test_block_parameter_counts(layers: tuple[str, ...], d: int, kw: dict, expec
 
 def test_unknown_layer_is_a_one_line_error_listing_known_names() -> None:
     with pytest.raises(ConfigError) as e:
-        ModelConfig(layers=("mamba", "mambo"))
+        check_model(ModelConfig(layers=("mamba", "mambo")))  # ModelConfig itself knows no mixer names
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith("model.layers[1]: unknown mixer 'mambo'")
     assert all(name in msg for name in ALL_MIXERS)
@@ -224,7 +225,7 @@ def test_unknown_layer_is_a_one_line_error_listing_known_names() -> None:
     [
         (lambda: ModelConfig(layers=("mamba", "attn"), d_model=100, n_heads=8), "model.d_model"),
         (lambda: ModelConfig(layers=()), "model.layers"),
-        (lambda: ModelConfig(layers=("s4d",), d_state=7), "model.d_state"),
+        (lambda: check_model(ModelConfig(layers=("s4d",), d_state=7)), "model.d_state"),
         (lambda: ModelConfig(norm="batchnorm"), "model.norm"),
         (lambda: ModelConfig(attn_init="xavier"), "model.attn_init"),
         (lambda: ModelConfig(s4d_init="legs"), "model.s4d_init"),

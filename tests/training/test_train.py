@@ -12,10 +12,19 @@ import _toy  # noqa: F401  (registers "toy_regression")
 import pytest
 import torch
 
-from icllib.config import CurriculumConfig, EvalConfig, ModelConfig, RunConfig, TaskConfig, TrainConfig, to_dict
+from icllib.config import (
+    ConfigError,
+    CurriculumConfig,
+    EvalConfig,
+    ModelConfig,
+    RunConfig,
+    TaskConfig,
+    TrainConfig,
+    to_dict,
+)
 from icllib.curriculum import schedule
 from icllib.store import RunStore
-from icllib.train import TrainingDiverged, final_curve, load_or_train, lr_lambda, train
+from icllib.train import TrainingDiverged, final_curve, load_or_train, lr_lambda, resolve_device, train
 
 HERE = Path(__file__).parent
 
@@ -172,8 +181,11 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_pat
 def test_unavailable_device_raises(tmp_path: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    with pytest.raises(RuntimeError, match="device: 'cuda' was requested"):
+    with pytest.raises(ConfigError, match="device: 'cuda' was requested"):  # before anything is written
         train(_cfg(steps=2), RunStore(tmp_path), device="cuda")
+    assert not any(tmp_path.iterdir())
+    with pytest.raises(RuntimeError, match="device: 'cuda' was requested"):
+        resolve_device("cuda")
 
 
 def test_curriculum_matches_the_official_update_rule() -> None:
