@@ -2,6 +2,8 @@
 
     PYTHONPATH=. python kernels/bench_selective_scan.py --out kernels/results/2026-11-25-h100-selective_scan.json
     PYTHONPATH=. python kernels/bench_selective_scan.py --sweep --shapes long --out sweep.json   # config search
+    PYTHONPATH=. python kernels/bench_selective_scan.py --sweep-icl --out scan_sweep.json        # ICL shapes, ~3 min
+    PYTHONPATH=. python kernels/bench_selective_scan.py --check-large --out scan_large.json       # B = 8192, 16384
 
 Prints one JSON row per (shape, dtype, pass) on stdout and writes them all (with device/version provenance) to --out.
 Every row: ms (median of CUDA-event timings of CUDA-graph replays after warm-up: device time), eager_ms (the
@@ -39,8 +41,11 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 ANCHOR = ROOT / "kernels" / "results" / "anchors" / "2026-11-24-h100-mamba_ssm-side_by_side.json"
 
 
-def make_inputs(shape: str, dtype: torch.dtype, seed: int = 0) -> dict[str, torch.Tensor]:
-    B, D, L, N = {**SHAPES, **LSWEEP}[shape]
+ICL_SHAPES = {"icl_L82": (64, 512, 82, 16), "icl_L128": (64, 512, 128, 16), "icl_D256_L82": (64, 256, 82, 16)}
+
+
+def make_inputs(shape: str | tuple[int, int, int, int], dtype: torch.dtype, seed: int = 0) -> dict[str, torch.Tensor]:
+    B, D, L, N = shape if isinstance(shape, tuple) else {**SHAPES, **LSWEEP, **ICL_SHAPES}[shape]
     g = torch.Generator(device="cuda").manual_seed(seed)
 
     def rnd(*s, scale=1.0):
@@ -129,8 +134,8 @@ def sweep(shapes: list[str], dtypes: list[str]) -> list[dict]:
                 except Exception as e:  # a config that does not compile or run is recorded, not fatal
                     ms = None
                     print(f"fwd {cfg} failed: {e!r}"[:300], file=sys.stderr)
-                rows.append({"sweep": "fwd", "shape": shape, "dtype": dn, "cfg": cfg, "chunk": tk._chunk(DTYPES[dn]),
-                             "ms": ms})
+                rows.append({"sweep": "fwd", "shape": shape, "dtype": dn, "cfg": cfg,
+                             "chunk": tk._chunk(DTYPES[dn], x["u"].shape[1]), "ms": ms})
                 print(json.dumps(rows[-1]), flush=True)
             g = torch.randn_like(x["u"])
             ckpts = {T: tk._fwd(*args, True, True, config=dict(BD=16, num_warps=1, NS=2), chunk=T)[2] for T in (16, 32)}
@@ -166,9 +171,10 @@ def _breakdown_cases(shape: str, dn: str) -> dict:
     _, _, ckpt = tk._fwd(*full, True, True)
     _, _, ckpt_bare = tk._fwd(*bare, False, True)
     _, _, ckpt64 = tk._fwd(*full, True, True, chunk=64)
+    _, _, ckpt32 = tk._fwd(*full, True, True, chunk=32)
     g = torch.randn_like(x["u"])
     return {
-        "bwd_cfg BD64 w2 NS2 T32": lambda: tk._bwd(g, None, *full, ckpt, True, False,
+        "bwd_cfg BD64 w2 NS2 T32": lambda: tk._bwd(g, None, *full, ckpt32, True, False,
                                                    config=dict(BD=64, num_warps=2, NS=2), chunk=32),
         "bwd_cfg BD32 w1 NS3 T64": lambda: tk._bwd(g, None, *full, ckpt64, True, False,
                                                    config=dict(BD=32, num_warps=1, NS=3), chunk=64),
@@ -194,7 +200,7 @@ def apply_best(rows: list[dict]) -> dict:
                 continue
             best = min(ok, key=lambda r: r["ms"])
             cfg = dict(best["cfg"], **({"T": best["chunk"]} if kind == "bwd" else {}))
-            tk.CONFIGS[kind][es] = cfg
+            tk.TUNED[kind][(es, "long")] = cfg
             chosen[f"{kind}_{dn}"] = {**cfg, "ms": best["ms"]}
     print(json.dumps({"chosen": chosen}), flush=True)
     return chosen
@@ -239,10 +245,186 @@ def bench(shapes: list[str], dtypes: list[str], ref_shapes: set[str], ref_fb_sha
     return rows
 
 
+# ------------------------------------------------------------------------------------------- ICL sweep, large batch
+
+# Priority order: configs earlier in a list are timed first, so a budget cut drops the least promising ones.
+# fwd: (BD, num_warps, NS); bwd: (BD, num_warps, NS, T_max) (T = split_chunk(L, T_max)).
+ICL_FWD = [(32, 1, 5), (64, 1, 3), (16, 1, 3), (8, 1, 3), (16, 1, 1), (8, 1, 1), (4, 1, 1), (32, 1, 3), (32, 2, 3),
+           (64, 2, 3), (16, 2, 3), (64, 1, 1), (32, 1, 1), (16, 1, 2), (8, 1, 2), (4, 1, 3), (32, 4, 3), (64, 4, 3),
+           (16, 4, 2), (8, 2, 2)]
+ICL_BWD = [(32, 1, 3, 64), (16, 1, 1, 16), (16, 1, 1, 64), (16, 1, 2, 64), (8, 1, 1, 64), (8, 1, 2, 64),
+           (16, 1, 1, 32), (8, 1, 1, 32), (4, 1, 1, 64), (32, 1, 2, 64), (32, 1, 1, 32), (16, 1, 3, 64),
+           (8, 1, 3, 64), (16, 2, 2, 64), (32, 2, 2, 64), (8, 1, 1, 16), (4, 1, 2, 32), (32, 1, 3, 32),
+           (64, 2, 2, 64), (16, 2, 1, 32), (4, 1, 1, 16), (8, 2, 1, 64)]
+ICL_RUNS = [("icl_L128", "fp32", 0.22), ("icl_L128", "bf16", 0.22), ("icl_L82", "fp32", 0.2), ("icl_L82", "bf16", 0.2),
+            ("icl_D256_L82", "fp32", 0.08), ("icl_D256_L82", "bf16", 0.08)]  # (shape, dtype, share of the budget)
+
+
+def _timed(fn, warmup: int = 3, reps: int = 20) -> tuple[float | None, str | None]:
+    """(median ms, None), or (None, error) for a config that does not compile or run: recorded, not fatal."""
+    try:
+        return time_ms(fn, warmup=warmup, reps=reps), None
+    except Exception as e:  # noqa: BLE001
+        torch.cuda.synchronize()  # raises again if the context is gone; then the whole sweep stops here
+        return None, repr(e)[:300]
+
+
+def sweep_icl(budget_s: float, out: Path | None, meta: dict) -> dict:
+    """Time the forward and the backward kernel (launched directly, eager, no autograd) for each config of ICL_FWD /
+    ICL_BWD at the ICL shapes; then the best pair and the TUNED pair through the public op (fwd+bwd, CUDA graph).
+    Each (shape, dtype) gets its share of budget_s (compiles dominate); configs past it are recorded as skipped."""
+    from icllib.ops.selective_scan import triton as tk
+
+    rows, best = [], {}
+    res = {**meta, "what": "sweep-icl", "rows": rows, "best": best}
+    keys = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+    for shape, dn, share in ICL_RUNS:
+        t_fwd_end, t_end = time.time() + 0.35 * share * budget_s, time.time() + share * budget_s
+        dtype = DTYPES[dn]
+        B, D, L, N = ICL_SHAPES[shape]
+        x = make_inputs(shape, dtype)
+        args = [x[k] for k in keys]
+        g = torch.randn_like(x["u"])
+        base = {"shape": shape, "B": B, "D": D, "L": L, "N": N, "dtype": dn}
+        ckpts: dict[int, torch.Tensor] = {}
+        for bd, w, ns in ICL_FWD:
+            cfg = dict(BD=bd, num_warps=w, NS=ns)
+            row = {**base, "kind": "fwd", "cfg": cfg, "T": tk._chunk(dtype, L)}
+            if time.time() > t_fwd_end:
+                row["skipped"] = "budget"
+            else:
+                row["ms"], row["error"] = _timed(lambda cfg=cfg, args=args: tk._fwd(*args, True, True, config=cfg))
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        bwd_rows = []
+        for bd, w, ns, t_max in ICL_BWD:
+            cfg = dict(BD=bd, num_warps=w, NS=ns, T=t_max, partial=0)
+            T = tk.split_chunk(L, t_max)
+            row = {**base, "kind": "bwd", "cfg": cfg, "T": T}
+            if time.time() > t_end:
+                row["skipped"] = "budget"
+            else:
+                if T not in ckpts:
+                    ckpts[T] = tk._fwd(*args, True, True, config=dict(BD=32, num_warps=1, NS=3), chunk=T)[2]
+                row["ms"], row["error"] = _timed(lambda cfg=cfg, T=T, g=g, args=args, ck=ckpts[T]: tk._bwd(
+                    g, None, *args, ck, True, False, config=cfg, chunk=T))
+            rows.append(row)
+            bwd_rows.append(row)
+            print(json.dumps(row), flush=True)
+        for r in sorted((r for r in bwd_rows if r.get("ms")), key=lambda r: r["ms"])[:2]:  # partial sums, top 2
+            if time.time() > t_end + 5:
+                break
+            cfg = dict(r["cfg"], partial=1)
+            row = {**base, "kind": "bwd", "cfg": cfg, "T": r["T"]}
+            row["ms"], row["error"] = _timed(lambda cfg=cfg, T=r["T"], g=g, args=args, ck=ckpts[r["T"]]: tk._bwd(
+                g, None, *args, ck, True, False, config=cfg, chunk=T))
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        best[f"{shape}/{dn}"] = _best_pair(tk, rows, shape, dn, x)
+        print(json.dumps({"best": f"{shape}/{dn}", **best[f"{shape}/{dn}"]}), flush=True)
+        ckpts.clear()
+        torch.cuda.empty_cache()
+        if out:
+            out.write_text(json.dumps(res, indent=1) + "\n")
+    res["suggested_short"] = _suggest(rows)
+    print("suggested TUNED entries (short class):\n" + json.dumps(res["suggested_short"], indent=1), flush=True)
+    return res
+
+
+def _best_pair(tk, rows: list[dict], shape: str, dn: str, x: dict) -> dict:
+    """Fastest fwd and bwd config of one (shape, dtype); fwd+bwd of that pair and of TUNED through the public op."""
+    mine = [r for r in rows if r["shape"] == shape and r["dtype"] == dn and r.get("ms")]
+    f = min((r for r in mine if r["kind"] == "fwd"), key=lambda r: r["ms"], default=None)
+    b = min((r for r in mine if r["kind"] == "bwd"), key=lambda r: r["ms"], default=None)
+    res = {"fwd": f and {"cfg": f["cfg"], "ms": f["ms"]}, "bwd": b and {"cfg": b["cfg"], "T": b["T"], "ms": b["ms"]}}
+    es = 4 if DTYPES[dn].itemsize >= 4 else 2
+    L = x["u"].shape[1]
+    saved = {k: dict(tk.TUNED[k][(es, tk.shape_class(L))]) for k in ("fwd", "bwd")}
+    try:
+        res["tuned_fwdbwd_ms"] = time_graph_ms(lambda: passes(x, "triton")[1])
+        if f and b:
+            tk.TUNED["fwd"][(es, tk.shape_class(L))] = dict(f["cfg"])
+            tk.TUNED["bwd"][(es, tk.shape_class(L))] = dict(b["cfg"])
+            res["best_fwdbwd_ms"] = time_graph_ms(lambda: passes(x, "triton")[1])
+            res["best_fwdbwd_eager_ms"] = time_ms(passes(x, "triton")[1])
+    except Exception as e:  # noqa: BLE001
+        res["error"] = repr(e)[:300]
+    finally:
+        for k, v in saved.items():
+            tk.TUNED[k][(es, tk.shape_class(L))] = v
+    return res
+
+
+def _suggest(rows: list[dict]) -> dict:
+    """Per kind and dtype, the config with the least summed ms over the ICL shapes where every shape timed it."""
+    out = {}
+    for kind in ("fwd", "bwd"):
+        for dn in DTYPES:
+            mine = [r for r in rows if r["kind"] == kind and r["dtype"] == dn]
+            shapes = {r["shape"] for r in mine}
+            by_cfg: dict[str, list[float]] = {}
+            for r in mine:
+                if r.get("ms"):
+                    by_cfg.setdefault(json.dumps(r["cfg"], sort_keys=True), []).append(r["ms"])
+            full = {c: sum(v) for c, v in by_cfg.items() if len(v) == len(shapes)}
+            if full:
+                c = min(full, key=full.get)
+                out[f"{kind}/{dn}"] = {"cfg": json.loads(c), "sum_ms": full[c], "n_shapes": len(shapes)}
+    return out
+
+
+def check_large(meta: dict, out: Path | None) -> dict:
+    """Forward + backward at B = 8192 and 16384 (L 82, N 16, D 256 and 512, fp32 and bf16), where int32 offsets
+    used to overflow: finite outputs and gradients, rows 0, 4097 and B-1 against the reference on those rows."""
+    rows = []
+    res = {**meta, "what": "check-large", "rows": rows}
+    for batch, D, dn in ((8192, 256, "fp32"), (8192, 256, "bf16"), (16384, 256, "fp32"), (16384, 256, "bf16"),
+                         (8192, 512, "fp32"), (16384, 512, "bf16")):
+        row = {"B": batch, "D": D, "L": 82, "N": 16, "dtype": dn}
+        try:
+            row.update(_check_large_one(batch, D, DTYPES[dn]))
+        except Exception as e:  # noqa: BLE001
+            row["error"] = repr(e)[:500]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        torch.cuda.empty_cache()
+        if out:
+            out.write_text(json.dumps(res, indent=1) + "\n")
+    return res
+
+
+def _check_large_one(batch: int, D: int, dtype: torch.dtype) -> dict:
+    L, N = 82, 16
+    x = make_inputs((batch, D, L, N), dtype, seed=batch)
+    leaves = {k: v.detach().clone().requires_grad_() for k, v in x.items()}
+    g = torch.randn_like(x["u"])
+    t0 = time.time()
+    out = selective_scan(**leaves, delta_softplus=True, backend="triton")
+    out.backward(g)
+    torch.cuda.synchronize()
+    wall = time.time() - t0
+    finite = {k: bool(torch.isfinite(v).all()) for k, v in [("out", out)] + [(k, v.grad) for k, v in leaves.items()]}
+    ms = time_ms(lambda: torch.autograd.grad(selective_scan(**leaves, delta_softplus=True, backend="triton"),
+                                             list(leaves.values()), g), warmup=1, reps=3)
+    rows = torch.tensor([0, 4097, batch - 1], device="cuda")
+    per_row = ("u", "delta", "B", "C", "z")
+    sub = {k: (v[rows] if k in per_row else v).detach().clone().requires_grad_() for k, v in x.items()}
+    selective_scan(**sub, delta_softplus=True, backend="ref").backward(g[rows])
+    r_out = selective_scan_ref(**{k: v.detach() for k, v in sub.items()}, delta_softplus=True)
+    err = {"out": _rel(out[rows], r_out)}
+    err.update({f"d{k}": _rel(leaves[k].grad[rows], sub[k].grad) for k in per_row})
+    return {"first_call_s": wall, "fwdbwd_eager_ms": ms, "finite": finite, "all_finite": all(finite.values()),
+            "rel_err_rows": err, "max_rel_err": max(err.values())}
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-30)).item()
+
+
 def _configs() -> dict:
     from icllib.ops.selective_scan import triton as tk
 
-    return {kind: {str(es): dict(c) for es, c in v.items()} for kind, v in tk.CONFIGS.items()}
+    return {kind: {f"{es},{cls}": dict(c) for (es, cls), c in v.items()} for kind, v in tk.TUNED.items()}
 
 
 def main() -> None:
@@ -255,11 +437,28 @@ def main() -> None:
     ap.add_argument("--tune", action="store_true", help="sweep configs on the long shape, apply the best, then bench")
     ap.add_argument("--breakdown", action="store_true", help="time the kernels with options switched off")
     ap.add_argument("--lsweep", action="store_true", help="also time B64 D512 N16 at L = 256, 512, 2048, 4096")
+    ap.add_argument("--sweep-icl", action="store_true", help="config sweep at the ICL shapes (B64 D512/256 L82/128)")
+    ap.add_argument("--budget-s", type=float, default=150.0, help="--sweep-icl: seconds for all shapes together")
+    ap.add_argument("--check-large", action="store_true", help="fwd+bwd at B = 8192, 16384 (int64 offsets)")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
     import triton
 
     t0 = time.time()
+    if a.sweep_icl or a.check_large:
+        meta = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
+                "configs": _configs(), "timing": "ms: median of 20 CUDA-event timings after 3 warm-up calls, eager "
+                "kernel launches (no autograd); *_fwdbwd_ms: CUDA-graph replays of the public op's fwd+bwd"}
+        if a.out:
+            a.out.parent.mkdir(parents=True, exist_ok=True)
+        res = {**meta, "partial": True}
+        try:  # a lost CUDA context (illegal access) ends the run; what was measured is still written
+            res = sweep_icl(a.budget_s, a.out, meta) if a.sweep_icl else check_large(meta, a.out)
+        finally:
+            res["wall_s"] = time.time() - t0
+            if a.out and ("rows" in res or not a.out.exists()):
+                a.out.write_text(json.dumps(res, indent=1) + "\n")
+        return
     shapes, dtypes = a.shapes.split(","), a.dtypes.split(",")
     chosen, sweep_rows = None, None
     if a.sweep:

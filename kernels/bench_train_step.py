@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -239,8 +240,8 @@ def part_profile(args) -> None:
     """Kernels of one graph replay (full scale): count, total device time, time per category, top kernels."""
     from torch.profiler import ProfilerActivity, profile
 
-    for precision in ("fp32", "bf16"):
-        for name in TARGETS:
+    for precision in args.profile_precisions:
+        for name in args.profile_presets:
             cfg = run_config(presets.PRESETS[name]("full"), precision=precision)
             device = torch.device("cuda")
             task = build_task(cfg.task)
@@ -336,9 +337,78 @@ def part_host(args) -> None:
                                     "own_s": round(v[2], 2), "cum_s": round(v[3], 2)} for k, v in top]})
 
 
+def part_targets(args) -> None:
+    """The speed issue's step targets (batch 64 x 82 tokens, linear regression, graph step): the four target presets
+    at full scale in bf16 autocast, with and without torch.compile inside the graph, and the paper-scale Mamba in
+    fp32. `--conv ref` times the Mamba blocks with the shifted multiply-add conv instead of the fused kernel."""
+    for name in args.target_presets:
+        for compiled in (False, True):
+            if compiled and name not in args.compile_presets:
+                continue
+            cfg = run_config(presets.PRESETS[name]("full"), precision="bf16", compile=compiled)
+            measure(kind="target", preset=name, scale="full", mode="graph", backend="auto", compile=compiled,
+                    conv=args.conv, scan_upcast=args.scan_upcast, cfg=cfg, steps=args.steps)
+    if "mamba" not in args.target_presets:
+        return
+    for compiled in (False, True):
+        measure(kind="target", preset="mamba", scale="paper", mode="graph", backend="auto", compile=compiled,
+                conv=args.conv, scan_upcast=args.scan_upcast, cfg=run_config(presets.mamba("paper"), compile=compiled),
+                steps=args.steps)
+
+
+def part_recompile(args) -> None:
+    """torch.compile across curriculum stages: a compiled graph step of the paper-scale Mamba driven through 16
+    point counts (11 -> 41, as a curriculum grows), counting Dynamo recompiles and the seconds each stage's first step
+    took (compile + capture), then the step time at the last stage."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    from torch._dynamo.utils import counters
+
+    device = torch.device("cuda")
+    cfg = run_config(presets.mamba("paper"), compile=True)
+    task = build_task(cfg.task)
+    model = build_model(cfg.model, task.io(), seed=0).to(device)
+    opt = build_optimizer(cfg, model, device)
+    step = make_step(model, task, opt, cfg, device, "graph")
+    gen = train_generator(0)
+    stage_s = []
+    for n in range(11, 42, 2):
+        t0 = time.perf_counter()
+        step(task.sample(64, n, generator=gen))
+        torch.cuda.synchronize()
+        stage_s.append(round(time.perf_counter() - t0, 3))
+        for _ in range(3):
+            step(task.sample(64, n, generator=gen))
+    torch.cuda.synchronize()
+    emit({"kind": "recompile", "preset": "mamba", "scale": "paper", "stages": len(stage_s),
+          "first_step_s": stage_s, "captures": step.captures,
+          "dynamo_frames": dict(counters["frames"]), "dynamo_stats": dict(counters["stats"])})
+
+
+def part_gridsweep(args) -> None:
+    """Total run-steps/s of a paper-scale sweep of the results grid's mixed runs (all five Park architectures) with
+    `train_many` on one GPU for --grid-seconds, started from scratch in a temporary store (startup included)."""
+    from icllib.experiments import EXPERIMENTS
+
+    configs = EXPERIMENTS.get("results_grid")("paper")[: args.grid_runs]
+    with tempfile.TemporaryDirectory() as tmp:
+        store = RunStore(tmp)
+        t0 = time.perf_counter()
+        runs = train_many(configs, store, device="cuda", concurrency=args.grid_runs,
+                          time_limit_s=args.grid_seconds)
+        wall = time.perf_counter() - t0
+        steps = sum(r.status().get("step", 0) for r in runs)
+        emit({"kind": "gridsweep", "runs": len(configs), "concurrency": args.grid_runs, "wall_s": round(wall, 1),
+              "run_steps": steps, "run_steps_per_s": round(steps / wall, 1),
+              "tasks": sorted({c.task.name for c in configs}),
+              "compile_env": os.environ.get("ICLLIB_COMPILE", "0")})
+
+
 PARTS = {"steps": part_steps, "precision": part_precision, "backends": part_backends, "lengths": part_lengths,
          "profile": part_profile, "sweep": part_sweep, "compile": part_compile,
-         "host": part_host, "park": part_park, "overlap": part_overlap}
+         "host": part_host, "park": part_park, "overlap": part_overlap, "targets": part_targets,
+         "recompile": part_recompile, "gridsweep": part_gridsweep}
 
 
 def main() -> None:
@@ -356,8 +426,33 @@ def main() -> None:
                         choices=["fp32", "tf32", "compile"])
     parser.add_argument("--overlap-preset", default="mamba", choices=list(PARK))
     parser.add_argument("--overlap-runs", nargs="+", type=int, default=[1, 4, 8, 16])
+    parser.add_argument("--target-presets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
+    parser.add_argument("--compile-presets", nargs="*", default=list(TARGETS), choices=list(TARGETS))
+    parser.add_argument("--scan-upcast", action="store_true",
+                        help="targets: run the Mamba blocks' scan on fp32 copies of its bf16 inputs (output cast back)")
+    parser.add_argument("--conv", default="auto", choices=["auto", "ref"],
+                        help="targets: the Mamba blocks' conv backend (fused Triton kernel or shifted multiply-adds)")
+    parser.add_argument("--profile-precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "tf32", "bf16"])
+    parser.add_argument("--profile-presets", nargs="+", default=list(TARGETS), choices=list(TARGETS))
+    parser.add_argument("--grid-runs", type=int, default=15)
+    parser.add_argument("--grid-seconds", type=float, default=90.0)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.conv == "ref":  # A/B: the Mamba blocks' conv as shifted multiply-adds (the pre-kernel path)
+        import icllib.models.mamba as mamba_module
+
+        fused = mamba_module.causal_conv1d_silu
+        mamba_module.causal_conv1d_silu = lambda x, w, b, **kw: fused(x, w, b, backend="ref")
+    if args.scan_upcast:  # A/B: the fp32 scan kernel under bf16 autocast, inputs cast up and the output back
+        import icllib.models.mamba as mamba_module
+
+        scan = mamba_module.selective_scan
+
+        def upcast(u, delta, A, B, C, D=None, z=None, **kw):
+            f = [t.float() if t is not None else None for t in (u, delta, B, C, z)]
+            return scan(f[0], f[1], A, f[2], f[3], D, z=f[4], **kw).to(u.dtype)
+
+        mamba_module.selective_scan = upcast
     if not torch.cuda.is_available():
         raise SystemExit("bench_train_step: needs a CUDA device")
     for part in args.parts:

@@ -33,21 +33,8 @@ from torch import Tensor, nn
 
 from icllib.config import ModelConfig
 from icllib.models.backbone import MIXERS
+from icllib.ops.causal_conv1d import causal_conv1d_silu, causal_depthwise_conv  # noqa: F401 (its old home)
 from icllib.ops.selective_scan import selective_scan
-
-
-def causal_depthwise_conv(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """Channels-last causal depthwise conv1d: `y[:, t] = bias + Σ_k weight[:, k] * x[:, t - (K-1) + k]`.
-
-    x [B, L, E], weight [E, K], bias [E] -> [B, L, E]; positions before 0 are zeros (same as nn.Conv1d with
-    padding K-1 and the last K-1 outputs dropped, i.e. mamba_ssm's conv1d).
-    """
-    L, K = x.shape[1], weight.shape[1]
-    xp = F.pad(x, (0, 0, K - 1, 0))  # [B, L + K - 1, E]
-    y = xp[:, 0:L] * weight[:, 0]
-    for k in range(1, K):
-        y = y + xp[:, k : k + L] * weight[:, k]
-    return y if bias is None else y + bias
 
 
 def dt_bias_init(n: int, dt_min: float = 1e-3, dt_max: float = 0.1, floor: float = 1e-4) -> Tensor:
@@ -96,7 +83,7 @@ class Mamba(nn.Module):
 
     def forward(self, u: Tensor) -> Tensor:  # [B, L, D] -> [B, L, D]
         x, z = self.in_proj(u).chunk(2, dim=-1)  # each [B, L, E]
-        x = F.silu(causal_depthwise_conv(x, self.conv_weight, self.conv_bias))  # [B, L, E]
+        x = causal_conv1d_silu(x, self.conv_weight, self.conv_bias, backend=self.backend)  # [B, L, E], SiLU'd
         delta, B, C, delta_bias = self.ssm_params(x)
         A = -torch.exp(self.A_log.float())  # [E, N]
         y = selective_scan(

@@ -299,3 +299,91 @@ def test_triton_expanded_cotangents():
         grads[backend] = {k: v.grad for k, v in leaves.items() if v is not None}
     for k, ref in grads["ref"].items():
         assert_close(f"d{k}", grads["triton"][k], ref, torch.float32)
+
+
+@needs_triton
+def test_triton_launch_config_fills_small_grids_and_splits_chunks(monkeypatch):
+    """launch_config halves BD while the grid has fewer programs than the fill target; T splits L evenly."""
+    from icllib.ops.selective_scan import triton as tk
+
+    tuned = {"fwd": {(4, c): {"BD": 32, "num_warps": 1, "NS": 3} for c in ("short", "long")},
+             "bwd": {(4, c): {"BD": 32, "num_warps": 1, "NS": 1, "T": 64} for c in ("short", "long")}}
+    monkeypatch.setattr(tk, "TUNED", tuned)
+    monkeypatch.setattr(tk, "_INTERPRET", False)
+    monkeypatch.setattr(tk, "_num_sms", lambda device: 132)
+    cpu = torch.device("cpu")
+    assert tk.launch_config("fwd", torch.float32, 64, 82, 512, 16, cpu)["BD"] == 32  # 1024 programs: kept
+    assert tk.launch_config("fwd", torch.float32, 1, 82, 512, 16, cpu)["BD"] == tk.MIN_BD  # 16 programs: shrunk
+    assert tk.launch_config("bwd", torch.float32, 64, 82, 512, 64, cpu)["BD"] == 8  # N = 64: register budget
+    assert tk._chunk(torch.float32, 82) == 48 and tk._chunk(torch.float32, 128) == 64
+    assert tk._chunk(torch.float32, 1) == 8 and tk._chunk(torch.float32, 4096) == 64
+
+
+@needs_triton
+def test_triton_explicit_configs_partial_sums_and_persistent_loop():
+    """Launchers with explicit configs: odd T (not a power of 2), partial-sum dB/dC, and a persistent backward grid
+    of 3 programs looping over 2·2 = 4 work items, against the reference's gradients."""
+    from icllib.ops.selective_scan import triton as tk
+
+    x = make_inputs(2, 13, 12, 4)
+    args = [x[k] for k in NAMES]
+    g = torch.randn(2, 13, 12, generator=torch.Generator().manual_seed(3))
+    out, _, ck = tk._fwd(*args, True, True, config={"BD": 8, "num_warps": 1, "NS": 2}, chunk=7)
+    assert ck.shape == (2, 2, 12, 4)
+    got = tk._bwd(g, None, *args, ck, True, False, config={"BD": 8, "num_warps": 1, "NS": 1, "partial": 1}, chunk=7)
+    leaves = [a.detach().clone().requires_grad_() for a in args]
+    r_out = selective_scan_ref(*leaves, delta_softplus=True)
+    r_grads = torch.autograd.grad(r_out, leaves, g)
+    assert_close("out", out, r_out.detach(), torch.float32)
+    for name, a, b in zip(NAMES, got, r_grads, strict=True):  # _bwd returns du, ddelta, dA, dB, dC, dD, dz, dbias
+        assert_close(f"d{name}", a, b, torch.float32)
+    with pytest.raises(ValueError, match="chunks"):
+        tk._bwd(g, None, *args, ck[:, :1], True, False)  # T = 8 needs 2 checkpoints
+
+
+def _make_inputs_cuda(batch: int, L: int, dim: int, N: int, dtype: torch.dtype, seed: int = 0) -> dict:
+    """make_inputs, generated on the GPU (large batches: the CPU generator would take seconds)."""
+    g = torch.Generator(device="cuda").manual_seed(seed)
+
+    def rnd(*shape, scale=1.0):
+        return torch.randn(*shape, generator=g, device="cuda") * scale
+
+    proj = rnd(batch, L, 3 + 2 * N).to(dtype)
+    return {
+        "u": rnd(batch, L, dim).to(dtype), "delta": rnd(batch, L, dim, scale=0.5).to(dtype),
+        "A": -(torch.rand(dim, N, generator=g, device="cuda") * 3 + 0.2),
+        "B": proj[..., 3:3 + N], "C": proj[..., 3 + N:],
+        "D": rnd(dim), "z": rnd(batch, L, dim).to(dtype), "delta_bias": rnd(dim, scale=0.5),
+    }
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("batch", [8192, 16384], ids=lambda v: f"B{v}")
+def test_gpu_large_batch_offsets(dtype, batch):
+    """B·L·D and the backward's scratch exceed 2^31 elements (int32 offsets overflowed: illegal memory access).
+    Forward + backward on the whole batch; outputs and gradients finite; rows 0, 4097 and B-1 against the reference
+    run on those rows only (rows are independent)."""
+    L, dim, N = 82, 256, 16
+    x = _make_inputs_cuda(batch, L, dim, N, dtype, seed=batch)
+    leaves = {k: v.detach().requires_grad_() if k in ("B", "C") else v.detach().clone().requires_grad_()
+              for k, v in x.items()}
+    out, last = selective_scan(**leaves, delta_softplus=True, return_last_state=True, backend="triton")
+    g = torch.Generator(device="cuda").manual_seed(1)
+    g_out = torch.randn(out.shape, generator=g, device="cuda").to(out.dtype)
+    g_last = torch.randn(last.shape, generator=g, device="cuda")
+    torch.autograd.backward([out, last], [g_out, g_last])
+    torch.cuda.synchronize()
+    grads = {k: v.grad for k, v in leaves.items()}
+    for name, t in [("out", out), ("last", last), *grads.items()]:
+        assert torch.isfinite(t).all(), name
+    rows = torch.tensor([0, 4097, batch - 1], device="cuda")
+    per_row = ("u", "delta", "B", "C", "z")
+    sub = {k: (v[rows] if k in per_row else v) for k, v in x.items()}
+    sub = {k: v.detach().clone().requires_grad_() for k, v in sub.items()}
+    r_out, r_last = selective_scan(**sub, delta_softplus=True, return_last_state=True, backend="ref")
+    torch.autograd.backward([r_out, r_last], [g_out[rows], g_last[rows]])
+    assert_close("out", out[rows], r_out, dtype)
+    assert_close("last_state", last[rows], r_last, dtype)
+    for k in per_row:
+        assert_close(f"d{k}", grads[k][rows], sub[k].grad, dtype)
