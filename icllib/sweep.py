@@ -3,23 +3,26 @@
     sweep.run(experiments.results_grid("paper"), executor="inline", concurrency=8)   # one GPU: the fastest way
     sweep.run(experiments.results_grid("paper"), executor="local", jobs_per_gpu=1, concurrency=8)   # every GPU
 
-Runs already complete in the store are skipped, duplicates (same config hash) are run once, and the remaining
-configs are dealt round-robin into slots: `inline` trains them one after another in this process; `local` starts
-one submitit LocalExecutor job per slot, `jobs_per_gpu` slots per visible GPU, each job pinned to its GPU through
-CUDA_VISIBLE_DEVICES (on a CPU-only machine, `cpu_jobs` slots run on CPU; on a two-GPU host, `executor="local",
-concurrency=8` trains 8 runs on each GPU); `slurm` submits a job array with `runs_per_job` runs per element through
-submitit's SlurmExecutor, one GPU each. `time_limit_s` makes every job checkpoint and stop its unfinished runs after
-that many seconds (a sweep inside a time-boxed call; started again, it resumes them). `concurrency` > 1 makes every
-job (and `inline`) train that many runs at once on its GPU, one CUDA stream each (`train.train_many`): measured on an
-H200, 8 small runs share a GPU 2.2x faster this way than one after another, while 8 processes on one GPU were 3.7x
-slower (kernels/README.md). Every job trains through `icllib.train.train`, so a killed sweep resumes from the runs'
-checkpoints when started again.
+Runs already complete in the store are skipped, duplicates (same config hash) are run once, and the remaining configs
+are dealt round-robin into slots: `inline` trains them one after another in this process; `local` starts one submitit
+LocalExecutor job per slot, `jobs_per_gpu` slots per visible GPU, slot i on GPU i % n_gpus, each job pinned to its GPU
+through CUDA_VISIBLE_DEVICES by physical id (`local_slots`, `physical_gpus`: started under CUDA_VISIBLE_DEVICES=2,5, the
+jobs get 2 and 5, not 0 and 1). On a CPU-only machine, `cpu_jobs` slots run on CPU; on a two-GPU host,
+`executor="local", concurrency=8` trains 8 runs on each GPU. `slurm` submits a job array with `runs_per_job` runs per
+element through submitit's SlurmExecutor, one GPU each. `time_limit_s` makes every job checkpoint and stop its
+unfinished runs after that many seconds (a sweep inside a time-boxed call; started again, it resumes them).
+`concurrency` > 1 makes every job (and `inline`) train that many runs at once on its GPU, one CUDA stream each
+(`train.train_many`): measured on an H200, 8 small runs share a GPU 2.2x faster this way than one after another, while 8
+processes on one GPU were 3.7x slower (kernels/README.md). Every job trains through `icllib.train.train`, so a killed
+sweep resumes from the runs' checkpoints when started again.
 We write no scheduler of our own.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,24 +157,82 @@ def run(
     return SweepResult(skipped=skipped, trained=trained, jobs=len(jobs))
 
 
+def local_slots(configs: list[RunConfig], n_gpus: int, jobs_per_gpu: int,
+                cpu_jobs: int) -> list[tuple[list[RunConfig], int | None]]:
+    """The jobs of `executor="local"`: each job's configs and the torch index of its GPU (None: a CPU job).
+
+    `n_gpus * jobs_per_gpu` slots (`cpu_jobs` without GPUs), dealt round-robin; slot i goes to GPU i % n_gpus, so the
+    GPUs are filled evenly. Pure, so that the assignment is tested without GPUs.
+    """
+    if n_gpus < 1:
+        return [(slot, None) for slot in deal(configs, cpu_jobs)]
+    return [(slot, i % n_gpus) for i, slot in enumerate(deal(configs, n_gpus * jobs_per_gpu))]
+
+
+def physical_gpus(n: int, visible: str | None = None) -> list[str]:
+    """The physical ids (what CUDA_VISIBLE_DEVICES takes) of torch's first `n` CUDA devices in this process.
+
+    `visible` is this process's CUDA_VISIBLE_DEVICES (read from the environment when None and set): torch device i is
+    its i-th entry (an index, or a GPU-/MIG- UUID), so under CUDA_VISIBLE_DEVICES=2,5 device 0 is physical GPU 2.
+    Unset, device i is physical GPU i. A job must be given the physical id: a child's CUDA_VISIBLE_DEVICES is read
+    against the whole machine, not against its parent's.
+    """
+    if visible is None:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return [str(i) for i in range(n)]
+    ids = [s.strip() for s in visible.split(",") if s.strip()]
+    if len(ids) < n:
+        raise SweepError(f"CUDA_VISIBLE_DEVICES={visible!r} names {len(ids)} GPU(s) but torch sees {n}")
+    return ids[:n]
+
+
+def local_job(gpu: str | None, body: Callable[..., list[str]], *args: Any) -> list[str]:
+    """The entry point of one local submitit job: pin it to physical GPU `gpu`, then run `body(*args)`.
+
+    submitit's LocalExecutor sets CUDA_VISIBLE_DEVICES for integer GPU ids only (`visible_gpus`); a UUID id (a MIG
+    slice, or a parent started with CUDA_VISIBLE_DEVICES=GPU-...) is set here, before anything in the job touches
+    CUDA. Setting it again for integer ids is harmless and keeps one path. `gpu=None` (a CPU job) keeps the
+    CUDA_VISIBLE_DEVICES="" that submitit gives jobs without GPUs.
+    """
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    log.info("local job (submitit id %s): CUDA_VISIBLE_DEVICES=%r", os.environ.get("SUBMITIT_LOCAL_JOB_ID", "?"),
+             os.environ.get("CUDA_VISIBLE_DEVICES"))
+    return body(*args)
+
+
+def probe_slot(configs: list[RunConfig], *_: Any) -> list[str]:
+    """A stand-in for `train_slot` in tests of the job-to-GPU assignment: returns the CUDA_VISIBLE_DEVICES the job
+    saw (one entry per config, "<unset>" if unset) and trains nothing. Module-level: submitit pickles by reference."""
+    return [os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>")] * len(configs)
+
+
 def _submit_local(submitit, todo, store, folder, jobs_per_gpu, gpus, cpu_jobs, timeout_min, imports,
-                  concurrency, time_limit_s) -> list[Any]:
+                  concurrency, time_limit_s, body: Callable[..., list[str]] = train_slot) -> list[Any]:
+    """One LocalExecutor job per slot of `local_slots`, each pinned to its physical GPU (`physical_gpus`)."""
     available = torch.cuda.device_count()
     n_gpus = available if gpus is None else gpus
     if n_gpus > available:
         raise SweepError(f"gpus: {n_gpus} requested but {available} visible on this machine")
-    slots = deal(todo, n_gpus * jobs_per_gpu if n_gpus else cpu_jobs)
+    ids = physical_gpus(n_gpus)
     jobs = []
-    for i, slot in enumerate(slots):
+    for slot, gpu in local_slots(todo, n_gpus, jobs_per_gpu, cpu_jobs):
         ex = submitit.LocalExecutor(folder=folder)
-        if n_gpus:
-            ex.update_parameters(timeout_min=timeout_min, gpus_per_node=1, visible_gpus=(i % n_gpus,))
-            device = "cuda"
-        else:
+        if gpu is None:
+            ex.update_parameters(timeout_min=timeout_min)  # gpus_per_node 0: submitit sets CUDA_VISIBLE_DEVICES=""
+            device, physical = "cpu", None
+        elif ids[gpu].isdigit():
+            ex.update_parameters(timeout_min=timeout_min, gpus_per_node=1, visible_gpus=(int(ids[gpu]),))
+            device, physical = "cuda", ids[gpu]
+        else:  # a UUID: visible_gpus takes ints only; `local_job` sets it in the job
             ex.update_parameters(timeout_min=timeout_min)
-            device = "cpu"
-        jobs.append(ex.submit(train_slot, slot, str(store.root), device, imports, concurrency, time_limit_s))
-        log.info("local job %s: %d runs on %s", jobs[-1].job_id, len(slot), f"GPU {i % n_gpus}" if n_gpus else "CPU")
+            device, physical = "cuda", ids[gpu]
+        jobs.append(ex.submit(local_job, physical, body, slot, str(store.root), device, imports, concurrency,
+                              time_limit_s))
+        where = "CPU" if gpu is None else f"GPU {gpu} (CUDA_VISIBLE_DEVICES={physical})"
+        log.info("local job %s: %d runs on %s", jobs[-1].job_id, len(slot), where)
     return jobs
 
 

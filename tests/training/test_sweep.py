@@ -1,11 +1,13 @@
-"""Sweeps: inline and submitit-local (CPU jobs) train what is missing and skip what is stored; the SLURM script
-submitit would write asks for what we configured."""
+"""Sweeps: inline and submitit-local (CPU jobs) train what is missing and skip what is stored; local jobs are dealt
+round-robin over the GPUs and each job sees its own GPU by physical id (GPUs faked on CPU); the SLURM script submitit
+would write asks for what we configured."""
 
 import sys
 from pathlib import Path
 
 import _toy  # noqa: F401
 import pytest
+import torch
 
 from icllib import sweep
 from icllib.config import ConfigError, CurriculumConfig, EvalConfig, ModelConfig, RunConfig, TaskConfig, TrainConfig
@@ -61,6 +63,51 @@ def test_deal_is_round_robin() -> None:
     slots = sweep.deal(cfgs, 2)
     assert [[c.seed for c in s] for s in slots] == [[0, 2, 4], [1, 3]]
     assert len(sweep.deal(cfgs[:1], 4)) == 1
+
+
+def test_local_slots_deal_configs_round_robin_over_the_gpus() -> None:
+    cfgs = _cfgs(7)
+    slots = sweep.local_slots(cfgs, n_gpus=2, jobs_per_gpu=2, cpu_jobs=1)
+    assert [gpu for _, gpu in slots] == [0, 1, 0, 1]
+    assert [[c.seed for c in s] for s, _ in slots] == [[0, 4], [1, 5], [2, 6], [3]]  # each config exactly once
+    assert [gpu for _, gpu in sweep.local_slots(cfgs[:3], 2, 2, 1)] == [0, 1, 0]  # fewer configs than slots
+    assert sweep.local_slots(cfgs, 0, 2, 3) == [(s, None) for s in sweep.deal(cfgs, 3)]  # no GPU: `cpu_jobs` slots
+
+
+def test_physical_gpus_follow_the_parents_cuda_visible_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert sweep.physical_gpus(2) == ["0", "1"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2, 5")
+    assert sweep.physical_gpus(2) == ["2", "5"] and sweep.physical_gpus(1) == ["2"]
+    assert sweep.physical_gpus(1, "GPU-8f3a,GPU-77c1") == ["GPU-8f3a"]
+    with pytest.raises(sweep.SweepError, match="names 1 GPU"):
+        sweep.physical_gpus(2, "3")
+
+
+def test_each_local_job_sees_its_own_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         request: pytest.FixtureRequest) -> None:
+    """Real LocalExecutor jobs on a faked two-GPU parent, whose body reports the CUDA_VISIBLE_DEVICES it saw: job i
+    gets GPU i % 2, by physical id under the parent's CUDA_VISIBLE_DEVICES (integer ids through submitit's
+    `visible_gpus`, UUIDs set by the job itself). All jobs are submitted first and then awaited, so they run at once;
+    icllib.sweep is pickled by value, so that the jobs (which only read their environment) need not import torch."""
+    import cloudpickle
+    import submitit
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    cloudpickle.register_pickle_by_value(sweep)
+    request.addfinalizer(lambda: cloudpickle.unregister_pickle_by_value(sweep))
+    cases = {None: (4, 2, ["0", "1", "0", "1"]), "3,7": (2, 1, ["3", "7"]),
+             "GPU-8f3a,MIG-77c1": (2, 1, ["GPU-8f3a", "MIG-77c1"])}  # parent's CUDA_VISIBLE_DEVICES: configs, jobs/GPU
+    jobs = {}
+    for visible, (n, per_gpu, _) in cases.items():
+        if visible is None:
+            monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        else:
+            monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+        jobs[visible] = sweep._submit_local(submitit, _cfgs(n), RunStore(tmp_path / "store"), tmp_path / "jobs",
+                                            per_gpu, None, 1, 1, (), 1, None, body=sweep.probe_slot)
+    for visible, (_, _, expected) in cases.items():
+        assert [job.result()[0] for job in jobs[visible]] == expected, visible
 
 
 def test_slurm_submission_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
