@@ -65,7 +65,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from icllib.transfer import export_runs
+    from icllib.runs.transfer import export_runs
 
     files = export_runs(RunStore(args.root), args.profile, args.out, checkpoints=args.checkpoints,
                         part_mib=args.part_mib, max_mib=args.max_mib)
@@ -76,7 +76,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_import(args: argparse.Namespace) -> int:
     """Import, then print the counts and one line per run not imported with the reason."""
-    from icllib.transfer import import_runs
+    from icllib.runs.transfer import import_runs
 
     report = import_runs(args.src, RunStore(args.root), complete_only=args.complete_only)
     print(f"{len(report.added)} added, {len(report.updated)} updated, {len(report.skipped)} skipped "
@@ -90,7 +90,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 def _load_config(path_str: str, device: str | None = None) -> RunConfig:
     """Read, parse and check a RunConfig JSON file (every field training would reject: one-line ConfigError)."""
-    from icllib.validate import load_config_file
+    from icllib.training.validate import load_config_file
 
     return load_config_file(path_str, device=device)
 
@@ -101,7 +101,7 @@ def _cmd_hash(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from icllib.train import TrainingDiverged, train
+    from icllib.training.train import TrainingDiverged, train
 
     cfg = _load_config(args.config, device=args.device)
     try:
@@ -114,8 +114,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from icllib import experiments, sweep
-    from icllib.validate import check_run
+    from icllib import experiments
+    from icllib.runs import sweep
+    from icllib.training.validate import check_run
 
     configs = [cfg for name in args.experiment for cfg in experiments.EXPERIMENTS.get(name)(args.profile)]
     for cfg in configs:  # a bad config stops the sweep before anything is written

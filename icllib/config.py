@@ -108,8 +108,8 @@ class ModelConfig:
     """An architecture as data: the sequence of mixer blocks plus widths.
 
     `layers` names one registered mixer per block, e.g. `("mamba", "attn", "mamba", "attn", "mamba")`
-    for MambaFormer (the names are those of `icllib.models.MIXERS`; `icllib.validate.check_model` checks them and
-    the mixer-specific rules, since this module imports nothing from the package). `pos_emb` adds a learned
+    for MambaFormer (the names are those of `icllib.models.MIXERS`; `icllib.training.validate.check_model` checks
+    them and the mixer-specific rules, since this module imports nothing from the package). `pos_emb` adds a learned
     absolute position embedding of `max_len` rows to the read-in. `mlp` gives every "attn" block a GPT-2 MLP (the
     hybrids have none).
     `norm` is the residual blocks' norm ("layernorm": Park et al.; "rmsnorm": Grazzi et al.'s Mamba).

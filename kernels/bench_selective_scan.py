@@ -27,8 +27,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from icllib.analysis.roofline import COPY_BPS, EXP_PER_S, floors  # noqa: E402
 from icllib.ops.selective_scan import selective_scan, selective_scan_ref  # noqa: E402
-from icllib.ops.selective_scan.report import COPY_BPS, EXP_PER_S, floors  # noqa: E402
 
 SHAPES = {  # name: (B, D, L, N)
     "icl": (64, 512, 128, 16),

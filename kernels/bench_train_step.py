@@ -51,10 +51,11 @@ sys.path.insert(0, str(ROOT))
 from icllib.config import CurriculumConfig, EvalConfig, RunConfig, TaskConfig, TrainConfig  # noqa: E402
 from icllib.models import build_model, presets  # noqa: E402
 from icllib.repro import provenance, train_generator  # noqa: E402
-from icllib.step import make_step  # noqa: E402
+from icllib.runs.interleave import train_many  # noqa: E402
 from icllib.store import RunStore  # noqa: E402
 from icllib.tasks import build_task  # noqa: E402
-from icllib.train import build_optimizer, lr_lambda, train, train_many  # noqa: E402
+from icllib.training.step import make_step  # noqa: E402
+from icllib.training.train import build_optimizer, lr_lambda, train  # noqa: E402
 
 TARGETS = ("transformer", "mamba", "mambaformer", "standard_hybrid")
 PARK = (*TARGETS, "mamba_s4")
@@ -288,7 +289,7 @@ def part_sweep(args) -> None:
                     row["concurrency"] = concurrency
                     train_many(configs, store, device="cuda", concurrency=concurrency)
                 else:
-                    from icllib import sweep
+                    from icllib.runs import sweep
 
                     sweep.run(configs, "local", store=store, jobs_per_gpu=8, folder=Path(tmp) / "submitit")
                 torch.cuda.synchronize()

@@ -37,12 +37,13 @@ seed = 0
 import matplotlib.pyplot as plt
 import torch
 
-from icllib import experiments, plotting
+from icllib import experiments
+from icllib.analysis import plotting
 from icllib.config import config_hash
-from icllib.evaluate import sample_eval_batches
 from icllib.repro import eval_generator
 from icllib.tasks import build_task
-from icllib.train import final_curve, load_or_train
+from icllib.training.evaluate import sample_eval_batches
+from icllib.training.train import final_curve, load_or_train
 
 plotting.use_paper_style()
 

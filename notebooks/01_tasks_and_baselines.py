@@ -37,9 +37,9 @@ slow_examples = 16
 import matplotlib.pyplot as plt
 import torch
 
-from icllib import plotting
+from icllib.analysis import plotting
+from icllib.analysis.viz import SLOW_BASELINES, baseline_curves, default_dims, draw_task, make_task
 from icllib.tasks import TASKS
-from icllib.tasks.viz import SLOW_BASELINES, baseline_curves, default_dims, draw_task, make_task
 
 plotting.use_paper_style()
 families = TASKS.names()

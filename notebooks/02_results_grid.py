@@ -51,9 +51,10 @@ slow_examples = 16  # ...evaluated on this many prompts only (they fit one model
 # %%
 import matplotlib.pyplot as plt
 
-from icllib import experiments, plotting, report
+from icllib import experiments
+from icllib.analysis import plotting, report
 from icllib.config import config_hash
-from icllib.train import final_curve
+from icllib.training.train import final_curve
 
 plotting.use_paper_style()
 

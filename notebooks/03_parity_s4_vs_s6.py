@@ -44,10 +44,11 @@ seeds = None  # None: every seed of the experiment (two); a list selects some (t
 # %%
 import matplotlib.pyplot as plt
 
-from icllib import experiments, plotting, report
+from icllib import experiments
+from icllib.analysis import plotting, report
 from icllib.config import config_hash
 from icllib.tasks import build_task
-from icllib.train import final_curve
+from icllib.training.train import final_curve
 
 plotting.use_paper_style()
 

@@ -44,7 +44,8 @@ reach = 0.9  # a run has learned parity once its late-position accuracy reaches 
 # %%
 import matplotlib.pyplot as plt
 
-from icllib import experiments, plotting, report
+from icllib import experiments
+from icllib.analysis import plotting, report
 from icllib.config import config_hash
 from icllib.tasks import build_task
 

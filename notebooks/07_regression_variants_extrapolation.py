@@ -39,8 +39,9 @@ slow_baseline_examples = 64  # lasso refits an sklearn model at every position o
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from icllib import experiments, plotting
-from icllib import report_grazzi as rg
+from icllib import experiments
+from icllib.analysis import plotting
+from icllib.analysis import report_grazzi as rg
 from icllib.config import config_hash
 
 plotting.use_paper_style()

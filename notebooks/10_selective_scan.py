@@ -49,8 +49,8 @@ chunk = 16
 import matplotlib.pyplot as plt
 import torch
 
-from icllib import plotting
-from icllib.ops.selective_scan import report, selective_scan, selective_scan_ref, triton_available
+from icllib.analysis import plotting, roofline
+from icllib.ops.selective_scan import selective_scan, selective_scan_ref, triton_available
 
 plotting.use_paper_style()
 g = torch.Generator().manual_seed(seed)
@@ -120,15 +120,15 @@ else:
 # per state element. Crosses are the official mamba_ssm CUDA kernel measured on the same kind of GPU.
 
 # %%
-bench = report.load_bench()
-fig = report.plot_speed_vs_length(bench)
+bench = roofline.load_bench()
+fig = roofline.plot_speed_vs_length(bench)
 plotting.savefig(fig, "10_selective_scan", profile=profile,
-                 sidecar={"params": {"seed": seed}, "bench": str(report.latest_bench().name),
+                 sidecar={"params": {"seed": seed}, "bench": str(roofline.latest_bench().name),
                           "device": bench["device"], "configs": bench.get("configs")})
 plt.show()
 
 # %%
-rows = report.table(bench)
+rows = roofline.table(bench)
 for r in rows:
     print(r)
 

@@ -23,12 +23,12 @@
 # **What is measured** (`kernels/bench_train_step.py`, on one H200, results committed in
 # `kernels/results/2026-12-02-h200-train_step.json`; this notebook only reads that file, so it runs anywhere):
 # linear regression with $d = 20$, batch 64, 41 points (82 tokens), Adam (fused), gradient clipping, the host loop
-# as `icllib.train` drives it (sampling on the CPU included). A step's time is the median, over 200 steps after
-# warm-up, of the interval between CUDA events recorded after consecutive steps. *eager* is the plain PyTorch step;
-# *graph* is `icllib.step.GraphStep`: forward, loss, backward, clipping and the optimizer update recorded once per
-# batch shape and replayed with one launch (the default on a GPU). Scales: *smoke* (CI-sized), *paper* (our reduced
-# profile: Transformer 2 layers, Mamba 4 blocks, D≈128) and *full* (the papers' size: 12 attention layers or 24 Mamba
-# blocks at D=256, ≈10M parameters), which is the size of the issue's ≤ 4 ms target.
+# as `icllib.training.train` drives it (sampling on the CPU included). A step's time is the median, over 200 steps
+# after warm-up, of the interval between CUDA events recorded after consecutive steps. *eager* is the plain PyTorch
+# step; *graph* is `icllib.training.step.GraphStep`: forward, loss, backward, clipping and the optimizer update
+# recorded once per batch shape and replayed with one launch (the default on a GPU). Scales: *smoke* (CI-sized),
+# *paper* (our reduced profile: Transformer 2 layers, Mamba 4 blocks, D≈128) and *full* (the papers' size: 12
+# attention layers or 24 Mamba blocks at D=256, ≈10M parameters), which is the size of the issue's ≤ 4 ms target.
 
 # %% tags=["parameters"]
 profile = "paper"
@@ -42,7 +42,8 @@ import json
 import matplotlib.pyplot as plt
 import numpy as np
 
-from icllib import paths, plotting
+from icllib import paths
+from icllib.analysis import plotting
 
 plotting.use_paper_style()
 bench = json.loads((paths.KERNEL_RESULTS_DIR / results).read_text())

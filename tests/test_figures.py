@@ -88,7 +88,7 @@ profile = "paper"
 # %%
 from icllib.config import ModelConfig, RunConfig, TaskConfig
 from icllib.store import RunStore
-from icllib.train import load_or_train
+from icllib.training.train import load_or_train
 
 cfg = RunConfig(name="never_trained", task=TaskConfig("linear_regression", n_dims=4),
                 model=ModelConfig(layers=("attn",), d_model=8, n_heads=2))

@@ -13,12 +13,12 @@ import logging
 
 import torch
 
+from icllib.batch import IOSpec
 from icllib.config import ModelConfig
 from icllib.models import attention, mamba, presets, rwkv, s4  # noqa: F401  (importing registers the mixers)
 from icllib.models.backbone import MIXERS, Backbone, Block
 from icllib.models.icl import ICLModel
 from icllib.repro import INIT_SEED_OFFSET
-from icllib.tasks.base import IOSpec
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from icllib.batch import Batch, IOSpec
 from icllib.config import ModelConfig
 from icllib.models.backbone import Backbone
-from icllib.tasks.base import Batch, IOSpec
 
 
 class PairsIO(nn.Module):

@@ -46,6 +46,9 @@ def dt_bias_init(n: int, dt_min: float = 1e-3, dt_max: float = 0.1, floor: float
 class Mamba(nn.Module):
     """The selective SSM block, `[B, L, D] -> [B, L, D]`; 6D² + 4D·R + 110D parameters at N=16 (+2D: its norm)."""
 
+    # the trainer records `icllib.ops.selective_scan.last_backend()` in provenance for models with such a module
+    uses_selective_scan = True
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         d, e, n = cfg.d_model, cfg.expand * cfg.d_model, cfg.d_state

@@ -28,8 +28,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from icllib.batch import IOSpec
 from icllib.config import PROFILES, ConfigError, ModelConfig
-from icllib.tasks.base import IOSpec
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from icllib.batch import Batch, IOSpec, Predictor, masked_mean
 from icllib.config import ConfigError
-from icllib.tasks.base import TASKS, Batch, IOSpec, Predictor, Task, masked_mean
+from icllib.tasks.base import TASKS, Task
 from icllib.tasks.regression import gaussian_points
 
 

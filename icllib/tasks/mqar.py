@@ -28,8 +28,9 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from icllib.batch import Batch, IOSpec, masked_mean
 from icllib.config import ConfigError
-from icllib.tasks.base import TASKS, Batch, IOSpec, Task, check_sample_args, masked_mean
+from icllib.tasks.base import TASKS, Task, check_sample_args
 
 
 def sphere_points(shape: tuple[int, ...], n_dims: int, n_dims_active: int | None, generator: torch.Generator) -> Tensor:

@@ -20,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from icllib.batch import Batch, IOSpec
 from icllib.config import ConfigError
-from icllib.tasks.base import TASKS, Batch, IOSpec, Task, check_sample_args
+from icllib.tasks.base import TASKS, Task, check_sample_args
 
 
 @TASKS.register("sparse_parity")

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from icllib.batch import Batch, IOSpec, Predictor
 from icllib.config import ConfigError
-from icllib.tasks.base import TASKS, Batch, IOSpec, Predictor, Task, check_sample_args
+from icllib.tasks.base import TASKS, Task, check_sample_args
 
 
 def gaussian_points(batch_size: int, n_points: int, n_dims: int, n_dims_active: int | None,

@@ -34,8 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from icllib.batch import Batch, IOSpec, masked_mean
 from icllib.config import ConfigError
-from icllib.tasks.base import TASKS, Batch, IOSpec, Task, check_sample_args, masked_mean
+from icllib.tasks.base import TASKS, Task, check_sample_args
 
 
 class TokenTask(Task):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from icllib.tasks.base import Batch, IOSpec
+from icllib.batch import Batch, IOSpec
 
 
 def pairs_batch(B: int = 2, N: int = 6, d: int = 5, y_tokens: bool = False) -> Batch:

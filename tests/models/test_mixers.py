@@ -14,7 +14,7 @@ from icllib.models.mamba import Mamba
 from icllib.models.rwkv import wkv
 from icllib.models.s4 import MambaS4, S4DKernel, fft_causal_conv
 from icllib.ops.selective_scan import selective_scan
-from icllib.validate import check_model
+from icllib.training.validate import check_model
 
 ALL_MIXERS = ["attn", "mamba", "mamba_s4", "s4d", "rwkv"]
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 from _batches import IOS, batch_for, pairs_batch
 
+from icllib.batch import Batch, IOSpec
 from icllib.config import PROFILES, ConfigError
 from icllib.models import build_model, presets
-from icllib.tasks.base import Batch, IOSpec
 
 NAMES = list(presets.PRESETS)
 

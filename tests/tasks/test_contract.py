@@ -4,10 +4,11 @@ a perfect predictor, E[y²] against the family's definition, and bad input raisi
 import pytest
 import torch
 
-from icllib.baselines import BASELINES
+from icllib.analysis.baselines import BASELINES
+from icllib.batch import Batch
 from icllib.config import ConfigError, TaskConfig
 from icllib.registry import UnknownNameError
-from icllib.tasks import TASKS, Batch, Task, build_task
+from icllib.tasks import TASKS, Task, build_task
 
 FAMILIES = {  # name -> (TaskConfig, n_points, n_dims_active used in the generic tests)
     "linear_regression": (TaskConfig("linear_regression", n_dims=8), 9, 5),

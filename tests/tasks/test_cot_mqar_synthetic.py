@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from icllib.batch import Batch
 from icllib.config import TaskConfig
 from icllib.models import build_model, presets
 from icllib.tasks import TASKS, build_task
-from icllib.tasks.base import Batch, Task
+from icllib.tasks.base import Task
 from icllib.tasks.cot import CoTIO
 from icllib.tasks.mqar import VectorMQAR
 from icllib.tasks.synthetic import InductionHeads, SelectiveCopying

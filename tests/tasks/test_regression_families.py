@@ -124,7 +124,7 @@ def test_skewed_fixed_transform() -> None:
 @pytest.mark.parametrize("strategy", ["random_quadrants", "opposite_quadrants", "orthogonal_train_test",
                                       "overlapping_train_test", "scale_x", "scale_y"])
 def test_ood_strategies(strategy: str) -> None:
-    from icllib.baselines import BASELINES
+    from icllib.analysis.baselines import BASELINES
 
     d, n = 6, 10
     task = build_task(TaskConfig("ood_linear_regression", n_dims=d, kwargs={"strategy": strategy, "scale": 3.0}))

@@ -7,9 +7,9 @@ import _toy  # noqa: F401  (registers "toy_regression")
 import pytest
 import torch
 
-from icllib.batches import Batches
 from icllib.config import CurriculumConfig, ModelConfig, RunConfig, TaskConfig, TrainConfig
 from icllib.tasks import build_task
+from icllib.training.batches import Batches
 
 
 def _cfg(steps: int = 12) -> RunConfig:

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from icllib.config import CurriculumConfig, EvalConfig, ModelConfig, RunConfig, TaskConfig, TrainConfig
+from icllib.runs.interleave import train_many
 from icllib.store import RunStore
-from icllib.train import TrainingDiverged, train, train_many
+from icllib.training.train import TrainingDiverged, train
 
 
 def _cfg(lr: float = 3e-3, steps: int = 40, ckpt_every: int = 5, eval_every: int = 20, log_every: int = 5,

@@ -6,8 +6,9 @@ import pytest
 
 from icllib.cli import main
 from icllib.config import ConfigError, CurriculumConfig, ModelConfig, RunConfig, TaskConfig, TrainConfig, to_dict
+from icllib.runs.interleave import train_many
 from icllib.store import RunStore, atomic_write_json
-from icllib.train import train, train_many
+from icllib.training.train import train
 
 
 def _cfg(**task_kwargs) -> RunConfig:

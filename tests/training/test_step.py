@@ -1,7 +1,7 @@
-"""The training step (eager and CUDA graph), sync-free masked losses, and `train_many`.
+"""The training step (eager and CUDA graph) and sync-free masked losses.
 
 CPU tests check what a graph step relies on (signatures, warm-up undo, capturable optimizer, losses without boolean
-indexing) and that interleaved training stores the same runs as training one after another. The `gpu` tests check
+indexing). The `gpu` tests check
 the graph step against the eager one on a real device (200 steps, bf16-noise tolerance).
 """
 
@@ -13,13 +13,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from icllib.batch import masked_mean
 from icllib.config import ConfigError, CurriculumConfig, EvalConfig, ModelConfig, RunConfig, TaskConfig, TrainConfig
 from icllib.models import build_model, presets
-from icllib.step import _restore, _snapshot, make_capturable, make_step, resolve_mode, signature
 from icllib.store import RunStore
 from icllib.tasks import build_task
-from icllib.tasks.base import masked_mean
-from icllib.train import build_optimizer, train, train_many
+from icllib.training.step import _restore, _snapshot, make_capturable, make_step, resolve_mode, signature
+from icllib.training.train import build_optimizer, train
 
 
 def _cfg(name: str = "toy", steps: int = 40, layers: tuple[str, ...] = ("attn", "mamba"), seed: int = 0,
@@ -123,7 +123,7 @@ def test_capturable_optimizer_follows_the_schedule() -> None:
     make_capturable(opt, torch.device("cpu"))
     lr = opt.param_groups[0]["lr"]
     assert isinstance(lr, torch.Tensor) and opt.param_groups[0]["capturable"]
-    from icllib.train import lr_lambda
+    from icllib.training.train import lr_lambda
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
     sched.step()
@@ -143,51 +143,6 @@ def test_icllib_compile_compiles_without_changing_the_run(tmp_path: Path, monkey
     assert plain.read_json("provenance.json")["step_mode"] == "eager"
     for a, b in zip(plain.metrics(), compiled.metrics(), strict=True):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
-
-
-# ---- train_many ---------------------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("read_ahead", [True, False])
-def test_train_many_stores_the_same_runs_as_train(tmp_path: Path, read_ahead: bool) -> None:
-    configs = [_cfg("a", seed=0), _cfg("b", seed=1, layers=("mamba",)), _cfg("c", seed=2, steps=25)]
-    one_by_one = [train(c, RunStore(tmp_path / "seq"), device="cpu", progress=False) for c in configs]
-    together = train_many(configs, RunStore(tmp_path / "many"), device="cpu", concurrency=2, read_ahead=read_ahead)
-    for a, b in zip(one_by_one, together, strict=True):
-        assert b.complete
-        assert a.metrics() == b.metrics()
-        assert a.read_json("eval.json") == b.read_json("eval.json")
-
-
-def test_train_many_time_limit_checkpoints_and_resumes_exactly(tmp_path: Path) -> None:
-    configs = [_cfg("a", seed=0, steps=30), _cfg("b", seed=1, steps=30, layers=("mamba",))]
-    whole = [train(c, RunStore(tmp_path / "whole"), device="cpu", progress=False) for c in configs]
-    store = RunStore(tmp_path / "sliced")
-    stopped = train_many(configs, store, device="cpu", concurrency=2, time_limit_s=0.0)  # stop after one step
-    assert all(not r.complete and r.status()["step"] == 1 for r in stopped)
-    resumed = train_many(configs, store, device="cpu", concurrency=2)
-    for a, b in zip(whole, resumed, strict=True):
-        assert b.complete and a.metrics() == b.metrics()
-        assert a.read_json("eval.json") == b.read_json("eval.json")
-
-
-def test_train_many_leaves_no_directory_for_runs_it_never_starts(tmp_path: Path) -> None:
-    configs = [_cfg("a", seed=0, steps=30), _cfg("b", seed=1, steps=30)]
-    store = RunStore(tmp_path)
-    first, second = train_many(configs, store, device="cpu", concurrency=1, time_limit_s=0.0)
-    assert first.status()["step"] == 1 and first.dir.exists()
-    assert second.status()["state"] == "new" and not second.dir.exists()
-    assert [r.hash for r in store.runs()] == [first.hash]
-
-
-def test_train_many_resumes_the_runs_furthest_along_first(tmp_path: Path) -> None:
-    configs = [_cfg("new", seed=0, steps=30), _cfg("near", seed=1, steps=30), _cfg("far", seed=2, steps=30)]
-    store = RunStore(tmp_path)
-    train(configs[1], store, device="cpu", progress=False, stop_after=5)
-    train(configs[2], store, device="cpu", progress=False, stop_after=2)
-    # one slot and no time left: only the first run in the queue takes a step, so it names the order
-    started = train_many(configs, store, device="cpu", concurrency=1, time_limit_s=0.0)
-    assert [r.status().get("step") for r in started] == [None, 6, 2]
-    assert not started[0].dir.exists()
 
 
 # ---- on a GPU -----------------------------------------------------------------------------------------------------
@@ -229,16 +184,6 @@ def test_graph_training_resumes_and_matches_eager(tmp_path: Path) -> None:
     e, g = [r["loss_mean"] for r in eager.metrics()], [r["loss_mean"] for r in graph.metrics()]
     assert len(e) == len(g) == 12
     assert all(abs(a - b) <= 1e-3 * max(1.0, abs(a)) for a, b in zip(e, g, strict=True)), (e, g)
-
-
-@pytest.mark.gpu
-def test_train_many_on_streams_matches_sequential(tmp_path: Path) -> None:
-    configs = [_cfg(f"r{i}", seed=i, steps=60, layers=("mamba", "attn")) for i in range(4)]
-    seq = [train(c, RunStore(tmp_path / "seq"), device="cuda", progress=False) for c in configs]
-    many = train_many(configs, RunStore(tmp_path / "many"), device="cuda", concurrency=4)
-    for a, b in zip(seq, many, strict=True):
-        ea, eb = a.read_json("eval.json")["curve"]["mean"], b.read_json("eval.json")["curve"]["mean"]
-        assert all(abs(x - y) <= 1e-3 * max(1.0, abs(x)) for x, y in zip(ea, eb, strict=True)), (ea, eb)
 
 
 @pytest.mark.gpu

@@ -22,11 +22,11 @@ from icllib.config import (
     TrainConfig,
     to_dict,
 )
-from icllib.curriculum import schedule
 from icllib.store import RunStore
-from icllib.train import TrainingDiverged, final_curve, load_or_train, lr_lambda, resolve_device, train
+from icllib.training.curriculum import schedule
+from icllib.training.train import TrainingDiverged, final_curve, load_or_train, lr_lambda, resolve_device, train
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).parents[1]  # tests/, where _toy.py lives
 
 
 def _cfg(steps: int = 60, layers: tuple[str, ...] = ("attn",), **task_kw) -> RunConfig:
@@ -142,7 +142,8 @@ def test_sigkill_at_a_random_step_then_resume_is_bitwise_identical(tmp_path: Pat
         import _toy
         from icllib.config import RunConfig, from_dict
         from icllib.store import RunStore
-        import icllib.train as T
+        import importlib
+        T = importlib.import_module('icllib.training.train')  # the module (icllib.training.train is the function)
         cfg = from_dict(RunConfig, json.load(open({str(cfg_path)!r})))
         original = T.Run.save_checkpoint
         def announce(self, state):

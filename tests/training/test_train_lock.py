@@ -9,7 +9,7 @@ import torch
 
 from icllib.config import CurriculumConfig, EvalConfig, ModelConfig, RunConfig, TaskConfig, TrainConfig
 from icllib.store import RunStore, StoreError
-from icllib.train import _training, train
+from icllib.training.train import run_steps, train
 
 
 def _cfg() -> RunConfig:
@@ -26,7 +26,7 @@ def test_a_second_trainer_of_a_running_run_is_refused(tmp_path: Path) -> None:
     cfg = _cfg()
     reference = train(cfg, RunStore(tmp_path / "ref"), device="cpu", progress=False)
     store = RunStore(tmp_path / "shared")
-    first = _training(cfg, store.open(cfg), torch.device("cpu"), progress=False)
+    first = run_steps(cfg, store.open(cfg), torch.device("cpu"), progress=False)
     for _ in range(7):  # the first trainer is mid-run (a checkpoint at step 5 is on disk), holding the lock
         next(first)
     with pytest.raises(StoreError, match="being trained"):

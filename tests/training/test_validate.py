@@ -31,7 +31,7 @@ from icllib.config import (
 )
 from icllib.experiments import EXPERIMENTS
 from icllib.paths import REPO_ROOT
-from icllib.validate import check_model, check_run, load_config_file
+from icllib.training.validate import check_model, check_run, load_config_file
 
 # a field name at the start of a message: `task.kwargs.k`, `model.layers[2]`, `RunConfig.train.lr`, `seed`
 FIELD = re.compile(r"^[A-Za-z_]+(\.[A-Za-z_]\w*|\[\d+\])*:")

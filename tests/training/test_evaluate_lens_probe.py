@@ -4,11 +4,11 @@ layer's decoded output is an affine function of the truth, and falls back to the
 import torch
 from torch import nn
 
+from icllib.batch import Batch
 from icllib.config import ModelConfig, TaskConfig
-from icllib.evaluate import lens_probe
 from icllib.models import build_model
 from icllib.tasks import build_task
-from icllib.tasks.base import Batch
+from icllib.training.evaluate import lens_probe
 
 
 class AffineLens(nn.Module):

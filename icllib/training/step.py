@@ -34,8 +34,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from icllib.batch import Batch
 from icllib.config import ConfigError, RunConfig
-from icllib.tasks.base import Batch, Task
+from icllib.tasks.base import Task
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""icllib.report on fake run records in a temporary store (no training), plus one real baseline evaluation."""
+"""icllib.analysis.report on fake run records in a temporary store (no training), plus one real baseline evaluation."""
 
 import dataclasses
 import math
@@ -12,11 +12,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from icllib import experiments, report  # noqa: E402
+from icllib import experiments  # noqa: E402
+from icllib.analysis import report  # noqa: E402
 from icllib.config import RunConfig  # noqa: E402
-from icllib.evaluate import Curve  # noqa: E402
 from icllib.store import Run, RunStore  # noqa: E402
 from icllib.tasks import build_task  # noqa: E402
+from icllib.training.evaluate import Curve  # noqa: E402
 
 
 def _curve(mean: list[float], count: list[int] | None = None, metric: str = "normalized squared error") -> Curve:

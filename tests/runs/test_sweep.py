@@ -9,11 +9,11 @@ import _toy  # noqa: F401
 import pytest
 import torch
 
-from icllib import sweep
 from icllib.config import ConfigError, CurriculumConfig, EvalConfig, ModelConfig, RunConfig, TaskConfig, TrainConfig
+from icllib.runs import sweep
 from icllib.store import RunStore
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).parents[1]  # tests/, where _toy.py lives
 
 
 def _cfgs(n: int) -> list[RunConfig]:
@@ -89,7 +89,8 @@ def test_each_local_job_sees_its_own_gpu(tmp_path: Path, monkeypatch: pytest.Mon
     """Real LocalExecutor jobs on a faked two-GPU parent, whose body reports the CUDA_VISIBLE_DEVICES it saw: job i
     gets GPU i % 2, by physical id under the parent's CUDA_VISIBLE_DEVICES (integer ids through submitit's
     `visible_gpus`, UUIDs set by the job itself). All jobs are submitted first and then awaited, so they run at once;
-    icllib.sweep is pickled by value, so that the jobs (which only read their environment) need not import torch."""
+    icllib.runs.sweep is pickled by value, so that the jobs (which only read their environment) need not import
+    torch."""
     import cloudpickle
     import submitit
 

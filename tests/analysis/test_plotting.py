@@ -7,13 +7,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from icllib import plotting
+from icllib.analysis import plotting
 
 DRAW = """
 import sys
 import matplotlib.pyplot as plt
 import numpy as np
-from icllib import plotting
+from icllib.analysis import plotting
 plotting.use_paper_style()
 fig, ax = plt.subplots(figsize=(4, 3))
 x = np.linspace(0, 1, 50)

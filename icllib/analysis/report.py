@@ -31,14 +31,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
+from icllib.analysis.plotting import color
+from icllib.analysis.viz import baseline_curves
 from icllib.config import RunConfig, config_hash
-from icllib.evaluate import Curve
 from icllib.experiments import PARK_MODELS
-from icllib.plotting import color
 from icllib.store import Run, RunStore
 from icllib.tasks import build_task
-from icllib.tasks.viz import baseline_curves
-from icllib.train import eval_points, final_curve, load_or_train
+from icllib.training.evaluate import Curve
+from icllib.training.train import eval_points, final_curve, load_or_train
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
 
+from icllib.batch import Batch
 from icllib.config import RunConfig
-from icllib.curriculum import schedule
-from icllib.tasks.base import Batch, Task
+from icllib.tasks.base import Task
+from icllib.training.curriculum import schedule
 
 
 class Batches:

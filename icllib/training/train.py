@@ -4,8 +4,8 @@
     run.read_json("eval.json")            # final error per position (and per length / layer when asked)
 
 One step: curriculum → sample a batch on the host from the training generator → `step(batch)` (step.py: model →
-task.loss → backward → clip → optimizer, eager or replayed as a CUDA graph) → lr schedule. `train_many` interleaves
-several runs on one GPU, each on its own CUDA stream.
+task.loss → backward → clip → optimizer, eager or replayed as a CUDA graph) → lr schedule. `run_steps` is that loop as a
+generator; `icllib.runs.interleave.train_many` uses it to interleave several runs on one GPU.
 
 Every `eval_every` steps the model is evaluated on a fixed eval set (eval seed range); every `ckpt_every` steps
 the model, optimizer, scheduler and RNG states are checkpointed atomically, with the metrics rows logged so far.
@@ -21,7 +21,6 @@ when read back, so the reported step of a divergence is exact.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import math
@@ -36,10 +35,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from icllib.batches import Batches
 from icllib.config import RunConfig, config_hash
-from icllib.curriculum import schedule
-from icllib.evaluate import (
+from icllib.models import build_model
+from icllib.ops.selective_scan import last_backend
+from icllib.repro import device_name, eval_generator, git_sha, make_generator, provenance, train_generator
+from icllib.store import Run, RunStore
+from icllib.tasks import build_task
+from icllib.training.batches import Batches
+from icllib.training.curriculum import schedule
+from icllib.training.evaluate import (
     Curve,
     diagnostic_curves,
     evaluate_batches,
@@ -48,12 +52,8 @@ from icllib.evaluate import (
     probe_layers,
     sample_eval_batches,
 )
-from icllib.models import build_model
-from icllib.repro import device_name, eval_generator, git_sha, make_generator, provenance, train_generator
-from icllib.step import make_step
-from icllib.store import Run, RunStore, StoreError
-from icllib.tasks import build_task
-from icllib.validate import check_run
+from icllib.training.step import make_step
+from icllib.training.validate import check_run
 
 log = logging.getLogger(__name__)
 
@@ -184,114 +184,31 @@ def train(
     store = store or RunStore()
     run = store.open(cfg)
     if not run.complete:
-        for _ in _training(cfg, run, resolve_device(device), progress=progress, stop_after=stop_after,
+        for _ in run_steps(cfg, run, resolve_device(device), progress=progress, stop_after=stop_after,
                            step_mode=step_mode):
             pass
     return run
 
 
-def train_many(
-    configs: list[RunConfig],
-    store: RunStore | None = None,
+def run_steps(
+    cfg: RunConfig,
+    run: Run,
+    device: torch.device,
     *,
-    device: str | torch.device | None = None,
-    concurrency: int = 8,
+    progress: bool | None = None,
+    stop_after: int | None = None,
     step_mode: str | None = None,
-    time_limit_s: float | None = None,
-    read_ahead: bool = True,
-) -> list[Run]:
-    """Train several runs at once in this process: up to `concurrency` of them interleave step by step, each on
-    its own CUDA stream, so one run's small kernels fill the GPU while another's host side samples its next batch
-    (a rolling pool: a finished run's place goes to the next config). Every run is stored exactly as by `train`.
-
-    `read_ahead`: sample each run's next batch in a pool of worker threads (icllib/batches.py; same batches).
-
-    Differences from `train` one after another: dropout masks come from one shared global RNG, so runs with
-    dropout > 0 depend on the interleaving; runs without dropout follow the same trajectories.
-
-    Runs stopped part-way start first, the furthest along first; the others follow in the order given.
-
-    `time_limit_s`: after that many seconds every active run checkpoints at its current step and stops (status
-    `running`, resumable), and no further run starts: for jobs with a hard wall-clock limit. The first
-    `concurrency` runs always start and train at least one step.
-
-    A run that diverges (or failed before) is logged and left `failed` in the store; the others go on.
-    """
-    deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
-    store = store or RunStore()
-    device = resolve_device(device)
-    for cfg in configs:  # every config before the first run starts: a bad one writes nothing
-        check_run(cfg, device=str(device))
-    # a run's directory is created only when it starts: runs never started (time limit) leave nothing behind
-    runs = [store.get(cfg) or Run(store.path(cfg), cfg) for cfg in configs]
-    # runs already under way first, furthest along first (stable otherwise): a time-sliced sweep finishes them
-    # before it starts new ones, so fewer checkpoints have to be carried to the next machine
-    todo = sorted((item for item in zip(configs, runs, strict=True) if not item[1].complete),
-                  key=lambda item: -item[1].status().get("step", 0))
-    queue = [cfg for cfg, _ in todo]
-    active: list[tuple[Iterator[int], Any]] = []
-    meter = _Throughput()
-    # host threads that sample each run's next batch while this thread launches steps (icllib/batches.py)
-    workers = min(concurrency, os.cpu_count() or 1) if read_ahead else 0
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="icllib-batches") if workers else None
-    try:
-        _interleave(queue, active, store, device, concurrency, deadline, step_mode, pool, meter)
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True)
-    return runs
-
-
-def _interleave(queue, active, store, device, concurrency, deadline, step_mode, pool, meter) -> None:
-    """`train_many`'s rolling pool: start queued runs while there is room, then advance every active run a step."""
-    started = 0
-    while queue or active:
-        while queue and len(active) < max(1, concurrency):
-            if started >= concurrency and deadline is not None and time.monotonic() >= deadline:
-                queue.clear()  # out of time: start nothing more
-                break
-            cfg = queue.pop(0)
-            run = store.open(cfg)
-            started += 1
-            stream = torch.cuda.Stream(device) if device.type == "cuda" else None
-            active.append((_training(cfg, run, device, progress=False, step_mode=step_mode, deadline=deadline,
-                                     pool=pool), stream))
-        for item in list(active):
-            gen, stream = item
-            with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
-                try:
-                    if next(gen, None) is None:
-                        active.remove(item)
-                except (TrainingDiverged, StoreError) as e:  # failed, or locked by another trainer: others go on
-                    log.error("%s", e)
-                    active.remove(item)
-        meter.tick(len(active))
-
-
-class _Throughput:
-    """Logs `train_many`'s run-steps per second and the host's share of busy CPU time, once a minute: a host near
-    100% busy means the runs are host-bound (more concurrency will not help)."""
-
-    def __init__(self, every_s: float = 60.0) -> None:
-        self.every_s, self.steps = every_s, 0
-        self.t0, self.cpu0 = time.monotonic(), time.process_time()
-
-    def tick(self, active: int) -> None:
-        self.steps += active
-        wall = time.monotonic() - self.t0
-        if wall >= self.every_s:
-            cpu = time.process_time() - self.cpu0
-            log.info("train_many: %d active runs, %.0f run-steps/s, host CPU %.0f%% of wall", active,
-                     self.steps / wall, 100 * cpu / wall)
-            self.steps, self.t0, self.cpu0 = 0, time.monotonic(), time.process_time()
-
-
-def _training(cfg: RunConfig, run: Run, device: torch.device, **kwargs: Any) -> Iterator[int]:
-    """The training loop of one run as a generator (`_loop`), holding the run's lock throughout: a second trainer of
-    the same run, in this process or another, gets a one-line StoreError instead of interleaving its writes."""
+    deadline: float | None = None,
+    pool: ThreadPoolExecutor | None = None,
+) -> Iterator[int]:
+    """The training loop of one run as a generator (`_loop`: yields the step number after each step), holding the
+    run's lock throughout: a second trainer of the same run, in this process or another, gets a one-line StoreError
+    instead of interleaving its writes. `train` exhausts it; `icllib.runs.interleave.train_many` advances several
+    at once. Arguments as `_loop`."""
     with run.lock():
         if not run.complete:  # another process may have finished it while we waited to start
-            yield from _loop(cfg, run, device, **kwargs)
+            yield from _loop(cfg, run, device, progress=progress, stop_after=stop_after, step_mode=step_mode,
+                             deadline=deadline, pool=pool)
 
 
 def _loop(
@@ -305,9 +222,10 @@ def _loop(
     deadline: float | None = None,
     pool: ThreadPoolExecutor | None = None,
 ) -> Iterator[int]:
-    """The training loop of one run as a generator: yields the step number after each step (so `train_many` can
-    interleave runs); on return the run is complete, stopped on request (`stop_after` steps, or the `deadline` on
-    time.monotonic() passed: a checkpoint is saved at the step reached), or raised."""
+    """The training loop of one run as a generator: yields the step number after each step (so
+    `icllib.runs.interleave.train_many` can interleave runs); on return the run is complete, stopped on request
+    (`stop_after` steps, or the `deadline` on time.monotonic() passed: a checkpoint is saved at the step reached),
+    or raised."""
     status = run.status()
     if status.get("state") == "failed":  # from the same checkpoint and RNG state it would diverge again
         raise TrainingDiverged(
@@ -451,9 +369,8 @@ def _finish(cfg, run: Run, model, task, eval_set, device, *, steps_this_call: in
                                           make_generator(eval_generator(cfg.seed).initial_seed() + 3),
                                           batch_size=cfg.eval.batch_size, device=device)
     run.write_json("eval.json", result)
-    from icllib.ops.selective_scan import last_backend
-
-    backend = last_backend() if {"mamba", "mamba_s4"} & set(cfg.model.layers) else None
+    # the scan backend, for models whose blocks call the selective scan (Mamba and its S4 variant)
+    backend = last_backend() if any(getattr(m, "uses_selective_scan", False) for m in model.modules()) else None
     run.write_json("provenance.json", provenance(device, scan_backend=backend, train_seconds=round(seconds, 3),
                                                  steps_timed=steps_this_call, step_mode=step_mode,
                                                  segments=segments))

@@ -7,7 +7,7 @@ where their aggregation and plotting lives.
     segment_table(results)                              # error per model on [0, n), [n, 2n), [2n, 4n)
     fig = plot_curves(results, {task: baseline_curves(cfg, ["least_squares"], 164, 128)})
 
-A `Result` is one run's final evaluation (train.py's eval.json): the error or accuracy per in-context position at
+A `Result` is one run's final evaluation (the trainer's eval.json): the error or accuracy per in-context position at
 the trained length (`curve`), at longer lengths (`extrapolation`, Grazzi et al.'s and the Mamba paper's length
 generalisation) and per layer of a linear probe (`probe`, 0 = the read-in, l = after block l). Positions where no
 prompt was scored (token tasks read only some positions) have count 0 and are skipped everywhere.
@@ -26,15 +26,15 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from icllib import plotting
-from icllib.baselines import BASELINES, applicable
+from icllib.analysis import plotting
+from icllib.analysis.baselines import BASELINES, applicable
+from icllib.analysis.viz import SLOW_BASELINES, head_prompts
 from icllib.config import RunConfig, config_hash
-from icllib.evaluate import Curve, evaluate_batches, sample_eval_batches
 from icllib.repro import eval_generator
 from icllib.store import Run, RunStore
 from icllib.tasks import build_task
-from icllib.tasks.viz import SLOW_BASELINES, head_prompts
-from icllib.train import load_or_train
+from icllib.training.evaluate import Curve, evaluate_batches, sample_eval_batches
+from icllib.training.train import load_or_train
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 import pytest
 
 from icllib.config import ConfigError, CurriculumConfig
-from icllib.curriculum import schedule
+from icllib.training.curriculum import schedule
 
 
 def official_replay(cfg: CurriculumConfig, steps: int) -> list[tuple[int, int]]:

@@ -7,9 +7,9 @@ import matplotlib
 import pytest
 
 from icllib import experiments
-from icllib import report_grazzi as rg
-from icllib.evaluate import Curve
+from icllib.analysis import report_grazzi as rg
 from icllib.store import RunStore
+from icllib.training.evaluate import Curve
 
 matplotlib.use("Agg")
 

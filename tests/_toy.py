@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from icllib.tasks.base import TASKS, Batch, IOSpec, Task
+from icllib.batch import Batch, IOSpec
+from icllib.tasks.base import TASKS, Task
 
 
 @dataclass(frozen=True)

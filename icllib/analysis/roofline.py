@@ -1,5 +1,5 @@
 """Roofline model and benchmark-report helpers for the selective scan (used by kernels/bench_selective_scan.py and
-notebook 10_selective_scan). Imports only torch, matplotlib and the standard library.
+notebook 10_selective_scan). Imports only icllib.paths, matplotlib (lazily) and the standard library.
 
 The floors (kernels/README.md derives them): a pass can go no faster than its minimal device-memory traffic at the
 measured copy bandwidth, nor than its exp-unit (MUFU) work at the measured exp2 rate; the roofline is the larger.

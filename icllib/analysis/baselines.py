@@ -30,8 +30,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from icllib.batch import Batch
 from icllib.registry import Registry
-from icllib.tasks.base import Batch
 
 BASELINES: Registry[type] = Registry("baseline")
 

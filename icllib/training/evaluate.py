@@ -19,7 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from icllib.tasks.base import Batch, Predictor, Task
+from icllib.batch import Batch, Predictor
+from icllib.tasks.base import Task
 
 
 @dataclass

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent / "training"))
+sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/, where _toy.py lives
 import _toy  # noqa: E402, F401  (registers "toy_regression")
 
 from icllib.cli import main  # noqa: E402
@@ -25,9 +25,9 @@ from icllib.config import (  # noqa: E402
     config_hash,
     to_dict,
 )
+from icllib.runs.transfer import export_runs, import_runs  # noqa: E402
 from icllib.store import RunStore, StoreError  # noqa: E402
-from icllib.train import train  # noqa: E402
-from icllib.transfer import export_runs, import_runs  # noqa: E402
+from icllib.training.train import train  # noqa: E402
 
 
 def _cfg(seed: int, steps: int = 30) -> RunConfig:

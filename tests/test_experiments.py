@@ -5,9 +5,10 @@ import json
 import pytest
 
 from icllib import experiments
+from icllib.batch import IOSpec
 from icllib.config import PROFILES, ConfigError, RunConfig, config_hash, from_dict, to_dict
 from icllib.models import build_model
-from icllib.tasks import TASKS, IOSpec
+from icllib.tasks import TASKS
 
 NAMES = experiments.EXPERIMENTS.names()
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 import torch
 from matplotlib.axes import Axes
 
-from icllib.baselines import BASELINES, applicable
+from icllib.analysis.baselines import BASELINES, applicable
+from icllib.batch import Batch
 from icllib.config import TaskConfig
-from icllib.evaluate import Curve, evaluate_batches, sample_eval_batches
 from icllib.repro import eval_generator
-from icllib.tasks.base import Batch, Task, build_task
+from icllib.tasks.base import Task, build_task
+from icllib.training.evaluate import Curve, evaluate_batches, sample_eval_batches
 
 # n_dims each family is drawn / evaluated at (Park/Garg defaults: 20 for regression, 10 for parity and CoT)
 DEFAULT_DIMS = {"sparse_parity": 10, "cot_io": 10, "selective_copying": 1, "induction_heads": 1}
