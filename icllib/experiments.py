@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from icllib.config import (
     PROFILES,
@@ -76,6 +77,23 @@ def fixed(n_dims: int, n_points: int) -> CurriculumConfig:
     return CurriculumConfig(dims_start=n_dims, dims_end=n_dims, points_start=n_points, points_end=n_points)
 
 
+@dataclass(frozen=True)
+class TaskRow:
+    """One task's training recipe in one profile: everything a run takes from its task rather than its model.
+
+    The per-task exceptions to the shared conventions live here, on the task's row, not as name checks in `_run`:
+    `clip`, the gradient-norm clip (vector MQAR's row sets 100, every other task keeps the conventional 10), and
+    `evals`, the number of evaluations and checkpoints spread over the run (sparse parity's rows set `_PARITY_EVALS`).
+    """
+
+    task: TaskConfig
+    curriculum: CurriculumConfig
+    lr: float
+    steps: int
+    clip: float = 10.0
+    evals: int = 20
+
+
 # The architectures compared in Park et al. (presets.py pins their sizes per profile).
 PARK_MODELS: dict[str, Callable[..., ModelConfig]] = {
     "transformer": presets.transformer,
@@ -98,7 +116,7 @@ def _model(factory: Callable[..., ModelConfig], profile: str, **overrides: objec
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Park et al. regression families: (task config, curriculum dims, curriculum points, lr)
+# Park et al. task families
 
 def _many_outlier(profile: str) -> tuple[CurriculumConfig, int]:
     """Many-outlier regression's curriculum and steps: officially 1M steps, dims 4→20 +1 every 2000 steps and
@@ -117,54 +135,53 @@ def _many_outlier(profile: str) -> tuple[CurriculumConfig, int]:
                       dims_interval=2000), steps
 
 
-def _park_tasks(profile: str) -> dict[str, tuple[TaskConfig, CurriculumConfig, float, int]]:
-    """The nine Park et al. families: task, curriculum, lr and steps in this profile."""
-    lr_steps, long_steps = _steps(profile, 20_000), _steps(profile, 30_000)
-    outlier_cur, outlier_steps = _many_outlier(profile)
-    out = {
-        "linear_regression": (TaskConfig("linear_regression", n_dims=20),
-                              curriculum((5, 20, 1), (11, 41, 2), lr_steps), 1e-4, lr_steps),
-        "sparse_linear_regression": (TaskConfig("sparse_linear_regression", n_dims=20),
-                                     curriculum((5, 20, 1), (11, 41, 2), lr_steps), 1e-4, lr_steps),
-        "relu_2nn_regression": (TaskConfig("relu_2nn_regression", n_dims=20),
-                                curriculum((5, 20, 1), (26, 101, 5), long_steps), 1e-4, long_steps),
-        "decision_tree": (TaskConfig("decision_tree", n_dims=20),
-                          curriculum((5, 20, 1), (26, 101, 5), long_steps), 4e-4, long_steps),
-        "orthogonal_outlier_regression": (TaskConfig("orthogonal_outlier_regression", n_dims=20),
-                                          curriculum((5, 20, 1), (26, 101, 5), long_steps), 1e-4, long_steps),
-        "many_outlier_regression": (TaskConfig("many_outlier_regression", n_dims=20), outlier_cur, 1e-4,
-                                    outlier_steps),
-        "sparse_parity": (TaskConfig("sparse_parity", n_dims=10), fixed(10, 140), 4e-4, long_steps),
-        "cot_io": (TaskConfig("cot_io", n_dims=10), curriculum((10, 10, 0), (26, 101, 5), long_steps), 1e-4,
-                   long_steps),
-        "vector_mqar": (TaskConfig("vector_mqar", n_dims=20), fixed(20, 64), 2e-4, lr_steps),
-    }
-    if profile == "smoke":  # shorter prompts so CPU runs stay in seconds
-        out["sparse_parity"] = (out["sparse_parity"][0], fixed(10, 40), 4e-4, _SMOKE_STEPS)
-        out["vector_mqar"] = (out["vector_mqar"][0], fixed(20, 16), 2e-4, _SMOKE_STEPS)
-    return out
-
-
 # Every sparse-parity run is evaluated this many times, so that the parity cells of the results grid, the S4-vs-S6
 # figure and the accuracy-vs-iterations figure are the same runs (same config hash: trained once, stored once).
 _PARITY_EVALS = {"smoke": 20, "paper": 40, "full": 40}
 
 
-def _run(name: str, profile: str, task: TaskConfig, model: ModelConfig, cur: CurriculumConfig, lr: float,
-         steps: int, seed: int = 0, **train_kw: object) -> RunConfig:
-    clip = 100.0 if task.name == "vector_mqar" else 10.0
-    if task.name == "sparse_parity":
-        train_kw["evals"] = _PARITY_EVALS[profile]
-    return RunConfig(name=name, profile=profile, task=task, model=model, curriculum=cur, seed=seed,
-                     train=_train(profile, steps, lr, grad_clip=clip, **train_kw), eval=_EVAL[profile])
+def _park_tasks(profile: str) -> dict[str, TaskRow]:
+    """The nine Park et al. families: task, curriculum, lr, steps, clip and evals in this profile."""
+    lr_steps, long_steps = _steps(profile, 20_000), _steps(profile, 30_000)
+    outlier_cur, outlier_steps = _many_outlier(profile)
+    out = {
+        "linear_regression": TaskRow(TaskConfig("linear_regression", n_dims=20),
+                                     curriculum((5, 20, 1), (11, 41, 2), lr_steps), 1e-4, lr_steps),
+        "sparse_linear_regression": TaskRow(TaskConfig("sparse_linear_regression", n_dims=20),
+                                            curriculum((5, 20, 1), (11, 41, 2), lr_steps), 1e-4, lr_steps),
+        "relu_2nn_regression": TaskRow(TaskConfig("relu_2nn_regression", n_dims=20),
+                                       curriculum((5, 20, 1), (26, 101, 5), long_steps), 1e-4, long_steps),
+        "decision_tree": TaskRow(TaskConfig("decision_tree", n_dims=20),
+                                 curriculum((5, 20, 1), (26, 101, 5), long_steps), 4e-4, long_steps),
+        "orthogonal_outlier_regression": TaskRow(TaskConfig("orthogonal_outlier_regression", n_dims=20),
+                                                 curriculum((5, 20, 1), (26, 101, 5), long_steps), 1e-4, long_steps),
+        "many_outlier_regression": TaskRow(TaskConfig("many_outlier_regression", n_dims=20), outlier_cur, 1e-4,
+                                           outlier_steps),
+        "sparse_parity": TaskRow(TaskConfig("sparse_parity", n_dims=10), fixed(10, 140), 4e-4, long_steps,
+                                 evals=_PARITY_EVALS[profile]),
+        "cot_io": TaskRow(TaskConfig("cot_io", n_dims=10), curriculum((10, 10, 0), (26, 101, 5), long_steps), 1e-4,
+                          long_steps),
+        "vector_mqar": TaskRow(TaskConfig("vector_mqar", n_dims=20), fixed(20, 64), 2e-4, lr_steps, clip=100.0),
+    }
+    if profile == "smoke":  # shorter prompts so CPU runs stay in seconds
+        out["sparse_parity"] = dataclasses.replace(out["sparse_parity"], curriculum=fixed(10, 40), steps=_SMOKE_STEPS)
+        out["vector_mqar"] = dataclasses.replace(out["vector_mqar"], curriculum=fixed(20, 16), steps=_SMOKE_STEPS)
+    return out
+
+
+def _run(name: str, profile: str, row: TaskRow, model: ModelConfig, seed: int = 0, **train_kw: object) -> RunConfig:
+    """The run of `model` on `row`'s task, curriculum, lr, steps, clip and evals; `train_kw` adds TrainConfig fields."""
+    train = _train(profile, row.steps, row.lr, evals=row.evals, grad_clip=row.clip, **train_kw)
+    return RunConfig(name=name, profile=profile, task=row.task, model=model, curriculum=row.curriculum, seed=seed,
+                     train=train, eval=_EVAL[profile])
 
 
 @EXPERIMENTS.register("tour")
 def tour(profile: str) -> list[RunConfig]:
     """00_tour: linear regression, Transformer and Mamba (paper: 20k steps instead of 500k)."""
     _check(profile)
-    task, cur, lr, steps = _park_tasks(profile)["linear_regression"]
-    return [_run(f"tour_{m}", profile, task, _model(PARK_MODELS[m], profile), cur, lr, steps)
+    row = _park_tasks(profile)["linear_regression"]
+    return [_run(f"tour_{m}", profile, row, _model(PARK_MODELS[m], profile))
             for m in ("transformer", "mamba")]
 
 
@@ -178,8 +195,8 @@ def results_grid(profile: str) -> list[RunConfig]:
     """
     _check(profile)
     return [
-        _run(f"grid_{t}_{m}", profile, task, _model(factory, profile), cur, lr, steps)
-        for t, (task, cur, lr, steps) in _park_tasks(profile).items()
+        _run(f"grid_{t}_{m}", profile, row, _model(factory, profile))
+        for t, row in _park_tasks(profile).items()
         for m, factory in PARK_MODELS.items()
     ]
 
@@ -191,9 +208,9 @@ def parity_s4_vs_s6(profile: str) -> list[RunConfig]:
     paper reductions: 30k steps instead of 500k. These runs are a subset of `parity_training_speed`'s.
     """
     _check(profile)
-    task, cur, lr, steps = _park_tasks(profile)["sparse_parity"]
+    row = _park_tasks(profile)["sparse_parity"]
     models = ("mamba", "mamba_s4", "transformer", "mambaformer")
-    return [_run(f"parity_{m}_s{seed}", profile, task, _model(PARK_MODELS[m], profile), cur, lr, steps, seed=seed)
+    return [_run(f"parity_{m}_s{seed}", profile, row, _model(PARK_MODELS[m], profile), seed=seed)
             for m in models for seed in range(2)]
 
 
@@ -205,8 +222,8 @@ def parity_training_speed(profile: str) -> list[RunConfig]:
     Mamba-S4, Transformer and MambaFormer are `parity_s4_vs_s6`.
     """
     _check(profile)
-    task, cur, lr, steps = _park_tasks(profile)["sparse_parity"]
-    return [_run(f"paritycurve_{m}_s{seed}", profile, task, _model(f, profile), cur, lr, steps, seed=seed)
+    row = _park_tasks(profile)["sparse_parity"]
+    return [_run(f"paritycurve_{m}_s{seed}", profile, row, _model(f, profile), seed=seed)
             for m, f in PARK_MODELS.items() for seed in range(3)]
 
 
@@ -217,9 +234,9 @@ def cot_channel_scaling(profile: str) -> list[RunConfig]:
     paper reductions: 30k steps; widths {32, 64, 128} instead of the paper's (unverified) grid.
     """
     _check(profile)
-    task, cur, lr, steps = _park_tasks(profile)["cot_io"]
+    row = _park_tasks(profile)["cot_io"]
     widths = (16, 32) if profile == "smoke" else (32, 64, 128, 256) if profile == "full" else (32, 64, 128)
-    return [_run(f"cot_{m}_d{w}", profile, task, _model(PARK_MODELS[m], profile, d_model=w), cur, lr, steps)
+    return [_run(f"cot_{m}_d{w}", profile, row, _model(PARK_MODELS[m], profile, d_model=w))
             for m in ("transformer", "mamba", "mambaformer") for w in widths]
 
 
@@ -230,28 +247,33 @@ def mqar(profile: str) -> list[RunConfig]:
     paper reductions: 20k steps; widths {64, 128}; KV pairs {16, 32, 64}.
     """
     _check(profile)
-    task, _, lr, steps = _park_tasks(profile)["vector_mqar"]
+    row = _park_tasks(profile)["vector_mqar"]  # its curriculum is replaced by each KV-pair count's
     pairs = (8, 16) if profile == "smoke" else (16, 32, 64)
     widths = (32,) if profile == "smoke" else (64, 128)
-    return [_run(f"mqar_{m}_d{w}_kv{k}", profile, task, _model(PARK_MODELS[m], profile, d_model=w), fixed(20, k),
-                 lr, steps)
+    return [_run(f"mqar_{m}_d{w}_kv{k}", profile, dataclasses.replace(row, curriculum=fixed(20, k)),
+                 _model(PARK_MODELS[m], profile, d_model=w))
             for m in ("transformer", "mamba", "mambaformer") for w in widths for k in pairs]
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Grazzi et al. and the Mamba paper
 
-def _grazzi_tasks(profile: str) -> dict[str, tuple[TaskConfig, CurriculumConfig, int]]:
+# Grazzi et al.'s lr; S4D trains at `_GRAZZI_S4D_LR` (a model exception, so it is applied per model, not per task)
+_GRAZZI_LR, _GRAZZI_S4D_LR = 1e-4, 1e-3
+
+
+def _grazzi_tasks(profile: str) -> dict[str, TaskRow]:
+    """Grazzi et al.'s regression variants: task, curriculum, lr and steps in this profile."""
     lr_steps, long_steps = _steps(profile, 20_000), _steps(profile, 30_000)
     reg = curriculum((5, 20, 1), (11, 41, 2), lr_steps)
+    long = curriculum((5, 20, 1), (26, 101, 5), long_steps)
     return {
-        "linear_regression": (TaskConfig("linear_regression"), reg, lr_steps),
-        "skewed_linear_regression": (TaskConfig("skewed_linear_regression"), reg, lr_steps),
-        "noisy_linear_regression": (TaskConfig("noisy_linear_regression"), reg, lr_steps),
-        "sparse_linear_regression": (TaskConfig("sparse_linear_regression"), reg, lr_steps),
-        "relu_2nn_regression": (TaskConfig("relu_2nn_regression"), curriculum((5, 20, 1), (26, 101, 5), long_steps),
-                                long_steps),
-        "decision_tree": (TaskConfig("decision_tree"), curriculum((5, 20, 1), (26, 101, 5), long_steps), long_steps),
+        "linear_regression": TaskRow(TaskConfig("linear_regression"), reg, _GRAZZI_LR, lr_steps),
+        "skewed_linear_regression": TaskRow(TaskConfig("skewed_linear_regression"), reg, _GRAZZI_LR, lr_steps),
+        "noisy_linear_regression": TaskRow(TaskConfig("noisy_linear_regression"), reg, _GRAZZI_LR, lr_steps),
+        "sparse_linear_regression": TaskRow(TaskConfig("sparse_linear_regression"), reg, _GRAZZI_LR, lr_steps),
+        "relu_2nn_regression": TaskRow(TaskConfig("relu_2nn_regression"), long, _GRAZZI_LR, long_steps),
+        "decision_tree": TaskRow(TaskConfig("decision_tree"), long, _GRAZZI_LR, long_steps),
     }
 
 
@@ -264,13 +286,13 @@ def regression_variants_extrapolation(profile: str) -> list[RunConfig]:
     """
     _check(profile)
     out = []
-    for t, (task, cur, steps) in _grazzi_tasks(profile).items():
-        n = cur.points_end
+    for t, row in _grazzi_tasks(profile).items():
+        n = row.curriculum.points_end
         ev = dataclasses.replace(_EVAL[profile], extrapolate=(2 * n, 4 * n))
         for m, factory in GRAZZI_MODELS.items():
-            lr = 1e-3 if m == "s4d" else 1e-4
+            model_row = dataclasses.replace(row, lr=_GRAZZI_S4D_LR) if m == "s4d" else row
             model = _model(factory, profile, pos_emb=False) if m == "transformer" else _model(factory, profile)
-            run = _run(f"grazzi_{t}_{m}", profile, task, model, cur, lr, steps, schedule="cosine")
+            run = _run(f"grazzi_{t}_{m}", profile, model_row, model, schedule="cosine")
             out.append(dataclasses.replace(run, eval=dataclasses.replace(ev, probe=m in ("transformer", "mamba"))))
     return out
 
@@ -303,7 +325,7 @@ def selective_copying_induction(profile: str) -> list[RunConfig]:
             # the Transformer's learned position table must cover the longest test prompt; rows beyond the trained
             # length stay at their initialisation, which is the point of the length-generalisation test
             sizes = {"max_len": max(presets.MAX_LEN, longest + 16)} if m == "transformer" else {}  # + n_memorize
-            run = _run(f"{t}_{m}", profile, TaskConfig(t, n_dims=16), _model(factory, profile, **sizes), fixed(16, n),
-                       1e-3, steps)
+            row = TaskRow(TaskConfig(t, n_dims=16), fixed(16, n), 1e-3, steps)
+            run = _run(f"{t}_{m}", profile, row, _model(factory, profile, **sizes))
             out.append(dataclasses.replace(run, eval=ev))
     return out

@@ -61,7 +61,8 @@ def test_many_outlier_profiles_reach_full_length_at_the_originals_fraction() -> 
     from icllib.experiments import _park_tasks
 
     for profile, n in (("paper", 256), ("full", 512)):
-        _, cur, _, steps = _park_tasks(profile)["many_outlier_regression"]
+        row = _park_tasks(profile)["many_outlier_regression"]
+        cur, steps = row.curriculum, row.steps
         assert cur.points_end == n
         reached = next(i for i in range(steps) if schedule(cur, i)[1] == n)
         assert 0.04 * steps <= reached <= 0.05 * steps, (profile, reached, steps)
