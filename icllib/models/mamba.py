@@ -99,3 +99,8 @@ class Mamba(nn.Module):
 @MIXERS.register("mamba")
 def mamba_layer(cfg: ModelConfig, layer_idx: int) -> list[nn.Module]:
     return [Mamba(cfg)]
+
+
+# the mixers whose blocks run the selective scan (`Mamba.uses_selective_scan`), for which `model.scan_backend`
+# matters: each is added next to its registration (s4.py adds "mamba_s4"); complete once icllib.models is imported
+SCAN_MIXERS: set[str] = {"mamba"}

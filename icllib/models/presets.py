@@ -11,12 +11,7 @@ a position table, whose size is a context-length choice (`max_len`) and whose un
 moved a size away from the official config, the preset's docstring says so. One exception: `mamba_s4` always has
 exactly Mamba's shape (so that selection is the only difference), which at smoke scale is 22% fewer parameters.
 
-Counts (d=20 read-in, scalar read-out, positions excluded; `param_counts`):
-
-    scale  transformer   mamba      mamba_s4   mambaformer  standard_hybrid  s4d         rwkv
-    smoke  40,401        40,705     31,617     39,297       43,361           40,129      43,441
-    paper  450,705       470,017    420,993    485,889      462,529          462,593     431,873
-    full   9,483,265     10,524,673 9,739,009  9,569,793    9,833,473        10,492,201  10,263,553
+`param_counts(scale)` gives the counts (d=20 read-in, scalar read-out); tests/models/test_presets.py pins them.
 
 Facts read in the official code (krafton-ai/mambaformer-icl@37a9 `src/models.py`, `src/conf/**.yaml`,
 `mamba/mamba_ssm/models/mixer_seq_simple.py`, `modules/mamba_simple.py`, `modules/s4d.py`;
@@ -58,8 +53,8 @@ def transformer(scale: str = "paper") -> ModelConfig:
     parameters match Mamba's 4 blocks: at D=128 it has 15% fewer). full: D=256, L=12, H=8 (the parity config and
     Garg's "standard" [C]). Grazzi et al.'s Transformer removes positions (`wpe` zeroed and frozen [C]): use
     `dataclasses.replace(transformer(scale), pos_emb=False)`. Cost of D=136: its head size 17 is not a multiple of 4
-    or 8, so SDPA on GPU takes the math path, which at 1024 tokens (many-outlier) is 2x slower and 8x the memory of
-    D=128 (H100, batch 64, fp32: 45 vs 21 ms per step, 11.6 vs 1.4 GB); at <= 280 tokens the two are alike (~5 ms).
+    or 8, so SDPA on GPU takes the math path, slower and heavier in memory than D=128 on the longest prompts
+    (many-outlier, 1024 tokens) and alike on short ones (kernels/README.md, "Head size and SDPA").
     """
     d, n = _pick(scale, smoke=(40, 2), paper=(136, 2), full=(256, 12))
     return ModelConfig(layers=("attn",) * n, d_model=d, n_heads=8, pos_emb=True, max_len=MAX_LEN, mlp=True)
@@ -108,9 +103,9 @@ def standard_hybrid(scale: str = "paper") -> ModelConfig:
     """Standard Hybrid (Park et al.): learned positions, then attention at even i, Mamba at odd i
     [C mixed_attn="standard"]: L=4 gives A, M, A, M. Attention as in `mambaformer`.
 
-    Park's `wpe` is `nn.Embedding(n_positions, D)` with n_positions rows, not 2×: it must cover 2N tokens (PAPER_SPEC
-    §8.6; the sample config sets n_positions 101 for 82 tokens [C]); ours has `MAX_LEN` rows. It sits outside the
-    MixerModel, so it keeps PyTorch's N(0, 1) init [C]; ours is N(0, 0.02) like GPT-2's.
+    Park's `wpe` is `nn.Embedding(n_positions, D)`: n_positions rows, not 2× as for GPT-2, so n_positions must cover
+    the prompt's 2N tokens (the sample config sets n_positions 101 for 82 tokens [C]); ours has `MAX_LEN` rows. It
+    sits outside the MixerModel, so it keeps PyTorch's N(0, 1) init [C]; ours is N(0, 0.02) like GPT-2's.
     paper: D=144, L=4 (the sample config is D=128, L=4 [C]: 0.37M, 21% below Mamba; widened to match; head size 18
     takes SDPA's math path on GPU, see `transformer`).
     full: D=256, L=28 (L=24 gives 8.4M, 15% below the median).

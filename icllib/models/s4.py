@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from icllib.config import ModelConfig
 from icllib.models.backbone import MIXERS
-from icllib.models.mamba import Mamba, dt_bias_init
+from icllib.models.mamba import SCAN_MIXERS, Mamba, dt_bias_init
 
 
 class MambaS4(Mamba):
@@ -113,6 +113,9 @@ class S4D(nn.Module):
 @MIXERS.register("mamba_s4")
 def mamba_s4_layer(cfg: ModelConfig, layer_idx: int) -> list[nn.Module]:
     return [MambaS4(cfg)]
+
+
+SCAN_MIXERS.add("mamba_s4")  # MambaS4 is a Mamba: the same selective-scan op
 
 
 @MIXERS.register("s4d")

@@ -11,7 +11,6 @@ import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import torch
 
@@ -62,21 +61,31 @@ def train_many(
     todo = sorted((item for item in zip(configs, runs, strict=True) if not item[1].complete),
                   key=lambda item: -item[1].status().get("step", 0))
     queue = [cfg for cfg, _ in todo]
-    active: list[tuple[Iterator[int], Any]] = []
-    meter = _Throughput()
     # host threads that sample each run's next batch while this thread launches steps (icllib/training/batches.py)
     workers = min(concurrency, os.cpu_count() or 1) if read_ahead else 0
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="icllib-batches") if workers else None
     try:
-        _interleave(queue, active, store, device, concurrency, deadline, step_mode, pool, meter)
+        _interleave(queue, store, device, concurrency=concurrency, deadline=deadline, step_mode=step_mode, pool=pool)
     finally:
         if pool is not None:
             pool.shutdown(wait=True)
     return runs
 
 
-def _interleave(queue, active, store, device, concurrency, deadline, step_mode, pool, meter) -> None:
-    """`train_many`'s rolling pool: start queued runs while there is room, then advance every active run a step."""
+def _interleave(
+    queue: list[RunConfig],
+    store: RunStore,
+    device: torch.device,
+    *,
+    concurrency: int,
+    deadline: float | None,
+    step_mode: str | None,
+    pool: ThreadPoolExecutor | None,
+) -> None:
+    """`train_many`'s rolling pool: start queued runs (popped from `queue`) while there is room, then advance every
+    active run a step, each on its own CUDA stream (None on the CPU). Arguments as `train_many`'s."""
+    active: list[tuple[Iterator[int], torch.cuda.Stream | None]] = []
+    meter = _Throughput()
     started = 0
     while queue or active:
         while queue and len(active) < max(1, concurrency):

@@ -12,9 +12,9 @@ jobs get 2 and 5, not 0 and 1). On a CPU-only machine, `cpu_jobs` slots run on C
 element through submitit's SlurmExecutor, one GPU each. `time_limit_s` makes every job checkpoint and stop its
 unfinished runs after that many seconds (a sweep inside a time-boxed call; started again, it resumes them).
 `concurrency` > 1 makes every job (and `inline`) train that many runs at once on its GPU, one CUDA stream each
-(`icllib.runs.interleave.train_many`): measured on an H200, 8 small runs share a GPU 2.2x faster this way than one
-after another, while 8 processes on one GPU were 3.7x slower (kernels/README.md). Every job trains through
-`icllib.training.train.train`, so a killed sweep resumes from the runs' checkpoints when started again.
+(`icllib.runs.interleave.train_many`): small runs share a GPU faster this way than one after another, and much
+faster than as one process each, which the GPU time-slices (kernels/README.md, "Sharing one GPU"). Every job trains
+through `icllib.training.train.train`, so a killed sweep resumes from the runs' checkpoints when started again.
 We write no scheduler of our own.
 """
 

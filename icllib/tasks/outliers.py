@@ -1,4 +1,4 @@
-"""Linear regression with outliers in the context (Park et al. 2024, §2.2 of the spec).
+"""Linear regression with outliers in the context (Park et al. 2024).
 
 Every position is an outlier with probability p (Bernoulli per position; `placement` selects the official evaluation
 modes instead: "fixed" positions or "none"). Outlier pairs stay in the prompt as

@@ -31,8 +31,6 @@ from icllib.registry import UnknownNameError
 
 log = logging.getLogger(__name__)
 
-# the mixers that run the selective scan (`model.scan_backend` only matters for them)
-SCAN_MIXERS = ("mamba", "mamba_s4")
 # numbers in one sampled prompt (points x n_dims): a training batch holds batch_size of them
 MAX_PROMPT_NUMBERS = 1 << 26
 # parameters of a model: 2**34 fp32 weights are 64 GiB, 256 GiB with Adam's state and the gradients
@@ -176,7 +174,9 @@ def _check_prompts(cfg: RunConfig, task: Any, io: Any) -> None:
 
 def _check_backend(cfg: RunConfig, device: str | None) -> None:
     """The triton scan backend needs the triton package and a CUDA device (or TRITON_INTERPRET=1 on the CPU)."""
-    if cfg.model.scan_backend != "triton" or not set(SCAN_MIXERS) & set(cfg.model.layers):
+    from icllib.models.mamba import SCAN_MIXERS  # importing icllib.models registers (and lists) every scan mixer
+
+    if cfg.model.scan_backend != "triton" or not SCAN_MIXERS & set(cfg.model.layers):
         return
     if importlib.util.find_spec("triton") is None:
         raise ConfigError("model.scan_backend: 'triton' needs the triton package (pip install icllib[triton]); "

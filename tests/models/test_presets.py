@@ -60,7 +60,7 @@ def test_parameter_counts_match_within_10_percent(scale: str, caplog: pytest.Log
 
 
 def test_paper_scale_counts_of_the_official_shapes() -> None:
-    """PAPER_SPEC §3.2 at the official shapes (d=20 read-in, scalar read-out): Mamba D=128 L=4 0.47M,
+    """The papers' parameter counts at the official shapes (d=20 read-in, scalar read-out): Mamba D=128 L=4 0.47M,
     MambaFormer D=128 L=4 0.49M, Transformer D=128 L=2 396,800 in its layers."""
     counts = presets.param_counts("paper")
     assert counts["mamba"]["matched"] == 4 * 116_736 + 256 + 2_817
@@ -68,6 +68,51 @@ def test_paper_scale_counts_of_the_official_shapes() -> None:
     io = IOSpec("pairs", d_in=20, d_out=1)
     tf128 = build_model(dataclasses.replace(presets.transformer("paper"), d_model=128), io, seed=0)
     assert sum(p.numel() for p in tf128.backbone.parameters()) == 396_800  # 2 GPT-2 layers + final LN
+
+
+# Parameters of every preset (d=20 read-in, scalar read-out: the "pairs" format of scalar regression), as
+# (without the position table, with it). Only the Transformer and the Standard Hybrid have a position table
+# (`presets.MAX_LEN` rows of D). A change here changes every experiment's model size: update on purpose only.
+PARAM_COUNTS = {
+    "smoke": {
+        "transformer": (40_401, 81_361),
+        "mamba": (40_705, 40_705),
+        "mamba_s4": (31_617, 31_617),
+        "mambaformer": (39_297, 39_297),
+        "standard_hybrid": (43_361, 84_321),
+        "s4d": (40_129, 40_129),
+        "rwkv": (43_441, 43_441),
+    },
+    "paper": {
+        "transformer": (450_705, 589_969),
+        "mamba": (470_017, 470_017),
+        "mamba_s4": (420_993, 420_993),
+        "mambaformer": (485_889, 485_889),
+        "standard_hybrid": (462_529, 609_985),
+        "s4d": (462_593, 462_593),
+        "rwkv": (431_873, 431_873),
+    },
+    "full": {
+        "transformer": (9_483_265, 9_745_409),
+        "mamba": (10_524_673, 10_524_673),
+        "mamba_s4": (9_739_009, 9_739_009),
+        "mambaformer": (9_569_793, 9_569_793),
+        "standard_hybrid": (9_833_473, 10_095_617),
+        "s4d": (10_492_201, 10_492_201),
+        "rwkv": (10_263_553, 10_263_553),
+    },
+}
+
+
+@pytest.mark.parametrize("scale", PROFILES)
+def test_parameter_counts_of_every_preset(scale: str) -> None:
+    assert set(PARAM_COUNTS) == set(PROFILES) and set(PARAM_COUNTS[scale]) == set(NAMES)
+    io = IOSpec("pairs", d_in=20, d_out=1)
+    got = {}
+    for name in NAMES:
+        model = build_model(presets.PRESETS[name](scale), io, seed=0)
+        got[name] = (model.num_params(include_positions=False), model.num_params())
+    assert got == PARAM_COUNTS[scale]
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -45,8 +45,8 @@ _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 # BD: channels per program; num_warps; NS: software-pipelining depth of the step loops (forward NS == 0: chunks of T
 # unrolled steps); T (backward only, shared with the forward): chunk length = checkpoint interval of the forward =
 # tile length of the backward; partial (backward only): dB/dC by per-channel-block partial sums instead of atomics.
-# "long" entries: the sweep on an H100 (kernels/bench_selective_scan.py --tune, kernels/README.md); "short" entries:
-# `--sweep-icl` on an H200 (it prints a TUNED-shaped table to paste here).
+# "long" entries: from `kernels/bench_selective_scan.py --tune`; "short" entries: from its `--sweep-icl` (it prints a
+# TUNED-shaped table to paste here); kernels/README.md says on which GPU.
 SHORT_L = 256
 TUNED: dict[str, dict[tuple[int, str], dict[str, int]]] = {
     "fwd": {
