@@ -39,6 +39,7 @@ import torch
 
 from icllib import experiments
 from icllib.analysis import plotting
+from icllib.analysis.curves import band
 from icllib.config import config_hash
 from icllib.repro import eval_generator
 from icllib.tasks import build_task
@@ -86,9 +87,8 @@ theory = [max(n_dims - i, 0) / n_dims for i in range(n_points)]
 fig, ax = plt.subplots(figsize=(5.5, 3.4))
 positions = range(n_points)
 for name, curve in curves.items():
-    mean, sem = torch.tensor(curve.mean), torch.tensor(curve.sem)
-    ax.plot(positions, mean, color=plotting.color(name), label=name)
-    ax.fill_between(positions, mean - 1.645 * sem, mean + 1.645 * sem, color=plotting.color(name), alpha=0.2)
+    ax.plot(positions, curve.mean, color=plotting.color(name), label=name)
+    ax.fill_between(positions, *band(curve), color=plotting.color(name), alpha=0.2)
 ax.plot(positions, least_squares, color=plotting.color("least_squares"), ls="-", marker="o", ms=2.5,
         label="least squares")
 ax.plot(positions, theory, "k--", lw=1, label="$(d-i)/d$")

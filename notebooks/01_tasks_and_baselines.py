@@ -38,7 +38,8 @@ import matplotlib.pyplot as plt
 import torch
 
 from icllib.analysis import plotting
-from icllib.analysis.viz import SLOW_BASELINES, baseline_curves, default_dims, draw_task, make_task
+from icllib.analysis.curves import SLOW_BASELINES, band, baseline_curves
+from icllib.analysis.viz import default_dims, draw_task, family_config, make_task
 from icllib.tasks import TASKS
 
 plotting.use_paper_style()
@@ -78,15 +79,15 @@ plt.show()
 curve_families = [name for name in families
                   if make_task(name).io().format == "pairs"
                   and name not in ("quadrant_linear_regression", "ood_linear_regression")]
-curves = {name: baseline_curves(name, n_points, n_examples, seed, slow=slow_baselines, slow_examples=slow_examples)
+curves = {name: baseline_curves(family_config(name, seed=seed, n_examples=n_examples), n_points=n_points,
+                                slow=slow_baselines, slow_examples=slow_examples)
           for name in curve_families}
 fig, axes = plt.subplots(2, 5, figsize=(14, 5.6), sharex=True)
 for ax, (name, per_baseline) in zip(axes.flat, curves.items(), strict=False):
     for i, (baseline, curve) in enumerate(per_baseline.items()):
-        mean, sem = torch.tensor(curve.mean), torch.tensor(curve.sem).nan_to_num(0.0)
         style = "--" if baseline in SLOW_BASELINES else "-"
-        ax.plot(range(n_points), mean, style, color=f"C{i}", lw=1.2, label=baseline)
-        ax.fill_between(range(n_points), mean - 1.645 * sem, mean + 1.645 * sem, color=f"C{i}", alpha=0.15)
+        ax.plot(range(n_points), curve.mean, style, color=f"C{i}", lw=1.2, label=baseline)
+        ax.fill_between(range(n_points), *band(curve), color=f"C{i}", alpha=0.15)
     task = make_task(name)
     ax.axvline(default_dims(name), color="0.7", ls=":", lw=1)
     ax.set_title(name, fontsize=8)

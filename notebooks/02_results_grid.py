@@ -52,7 +52,7 @@ slow_examples = 16  # ...evaluated on this many prompts only (they fit one model
 import matplotlib.pyplot as plt
 
 from icllib import experiments
-from icllib.analysis import plotting, report
+from icllib.analysis import curves, plotting, report
 from icllib.config import config_hash
 from icllib.training.train import final_curve
 
@@ -68,7 +68,7 @@ plotting.use_paper_style()
 
 # %%
 configs = [c for c in experiments.results_grid(profile)
-           if (tasks is None or c.task.name in tasks) and (models is None or report.architecture(c) in models)]
+           if (tasks is None or c.task.name in tasks) and (models is None or curves.model_label(c) in models)]
 runs = report.load_runs(configs)
 table = report.final_table(configs, runs)
 task_names = list(dict.fromkeys(table["task"]))
@@ -106,8 +106,8 @@ plt.show()
 
 # %%
 task_cfgs = {c.task.name: c for c in configs}
-baselines = {t: report.run_baselines(c, n_examples=baseline_examples, slow=slow_baselines,
-                                     slow_examples=slow_examples)
+baselines = {t: curves.baseline_curves(c, n_examples=baseline_examples, slow=slow_baselines,
+                                       slow_examples=slow_examples)
              for t, c in task_cfgs.items()}
 n_cols = min(3, len(task_names))
 n_rows = -(-len(task_names) // n_cols)
@@ -115,8 +115,8 @@ fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.2 * n_cols, 3.0 * n_rows), s
 drawn = {}
 for ax, task in zip(axes.flat, task_names, strict=False):
     rows = table[table["task"] == task]
-    curves = {m: final_curve(r) for m, r, t in zip(table["model"], runs, table["task"], strict=True) if t == task}
-    drawn[task] = report.task_panel(ax, task, curves, baselines[task], chance=float(rows["chance"].iloc[0]),
+    model_curves = {m: final_curve(r) for m, r, t in zip(table["model"], runs, table["task"], strict=True) if t == task}
+    drawn[task] = report.task_panel(ax, task, model_curves, baselines[task], chance=float(rows["chance"].iloc[0]),
                                     higher_is_better=bool(rows["higher_is_better"].iloc[0]))
     ax.set_ylabel(rows["metric"].iloc[0], fontsize=7)
     ax.legend(fontsize=5)

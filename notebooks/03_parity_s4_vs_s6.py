@@ -45,7 +45,7 @@ seeds = None  # None: every seed of the experiment (two); a list selects some (t
 import matplotlib.pyplot as plt
 
 from icllib import experiments
-from icllib.analysis import plotting, report
+from icllib.analysis import curves, plotting, report
 from icllib.config import config_hash
 from icllib.tasks import build_task
 from icllib.training.train import final_curve
@@ -75,7 +75,7 @@ print(f"{len(configs)} runs: {model_names}, seeds {sorted(set(table['seed']))}, 
 # examples (the solver at $i = 0$); the dotted line is a coin.
 
 # %%
-solver = report.run_baselines(configs[0])["parity_solver"]
+solver = curves.baseline_curves(configs[0])["parity_solver"]
 blind = build_task(configs[0].task).blind_accuracy()
 fig, (ax_bar, ax_pos) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [1, 1.6]})
 report.plot_seeds(ax_bar, table, models=model_names)
@@ -86,9 +86,10 @@ ax_bar.set_ylabel("accuracy, late positions")
 ax_bar.set_title("after training")
 for i, (model, run) in enumerate(zip(table["model"], runs, strict=True)):
     first = model not in list(table["model"])[:i]
-    report.plot_curve(ax_pos, final_curve(run), label=model if first else None, color=plotting.color(model),
+    curves.plot_curve(ax_pos, final_curve(run), label=model if first else None, color=plotting.color(model),
                       lw=1.3 if first else 0.8)
-report.plot_curve(ax_pos, solver, label="parity solver", color=plotting.color("baseline"), ls="--", band=False)
+curves.plot_curve(ax_pos, solver, label="parity solver", color=plotting.color("baseline"), ls="--", lw=1.3,
+                  shade=False)
 ax_pos.axhline(0.5, color="0.6", ls=":", lw=1)
 ax_pos.axhline(blind, color="0.5", ls="-.", lw=0.8, label=f"vote ignoring the examples ({blind:.3f})")
 ax_pos.set_ylim(0.2, 1.05)

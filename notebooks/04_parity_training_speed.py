@@ -45,7 +45,7 @@ reach = 0.9  # a run has learned parity once its late-position accuracy reaches 
 import matplotlib.pyplot as plt
 
 from icllib import experiments
-from icllib.analysis import plotting, report
+from icllib.analysis import curves, plotting, report
 from icllib.config import config_hash
 from icllib.tasks import build_task
 
@@ -59,7 +59,7 @@ plotting.use_paper_style()
 
 # %%
 configs = [c for c in experiments.parity_training_speed(profile)
-           if (models is None or report.architecture(c) in models) and (seeds is None or c.seed in seeds)]
+           if (models is None or curves.model_label(c) in models) and (seeds is None or c.seed in seeds)]
 runs = report.load_runs(configs)
 history = report.history_table(configs, runs)
 model_names = list(dict.fromkeys(history["model"]))

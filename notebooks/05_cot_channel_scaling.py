@@ -39,7 +39,7 @@ models = None  # None: Transformer, Mamba and MambaFormer; a list selects some (
 import matplotlib.pyplot as plt
 
 from icllib import experiments
-from icllib.analysis import plotting, report
+from icllib.analysis import curves, plotting, report
 from icllib.config import config_hash
 from icllib.training.train import final_curve
 
@@ -54,7 +54,7 @@ plotting.use_paper_style()
 
 # %%
 configs = [c for c in experiments.cot_channel_scaling(profile)
-           if models is None or report.architecture(c) in models]
+           if models is None or curves.model_label(c) in models]
 runs = report.load_runs(configs)
 table = report.final_table(configs, runs)
 model_names = list(dict.fromkeys(table["model"]))
@@ -73,7 +73,7 @@ widest = max(widths)
 fig, (ax_pos, ax_width) = plt.subplots(1, 2, figsize=(10.5, 3.6))
 for model, width, run in zip(table["model"], table["d_model"], runs, strict=True):
     if width == widest:
-        report.plot_curve(ax_pos, final_curve(run), label=model, color=plotting.color(model))
+        curves.plot_curve(ax_pos, final_curve(run), label=model, color=plotting.color(model), lw=1.3)
 ax_pos.axhline(1.0, color="0.6", ls=":", lw=1, label="zero predictor")
 ax_pos.set_ylim(-0.05, 1.6)
 ax_pos.set_xlabel("in-context examples $i$")

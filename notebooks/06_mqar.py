@@ -43,7 +43,7 @@ models = None  # None: Transformer, Mamba and MambaFormer; a list selects some
 import matplotlib.pyplot as plt
 
 from icllib import experiments
-from icllib.analysis import plotting, report
+from icllib.analysis import curves, plotting, report
 from icllib.config import config_hash
 
 plotting.use_paper_style()
@@ -55,7 +55,7 @@ plotting.use_paper_style()
 # under half a minute), for 120 steps: near chance, so it checks the plumbing, not the claim.
 
 # %%
-configs = [c for c in experiments.mqar(profile) if models is None or report.architecture(c) in models]
+configs = [c for c in experiments.mqar(profile) if models is None or curves.model_label(c) in models]
 runs = report.load_runs(configs)
 table = report.final_table(configs, runs)
 model_names = list(dict.fromkeys(table["model"]))

@@ -40,7 +40,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from icllib import experiments
-from icllib.analysis import plotting
+from icllib.analysis import curves, plotting
 from icllib.analysis import report_grazzi as rg
 from icllib.config import config_hash
 
@@ -79,9 +79,10 @@ baseline_curves = {}
 for cfg in configs:
     if cfg.task.name not in baseline_curves:
         longest = max(cfg.eval.extrapolate)
-        baseline_curves[cfg.task.name] = rg.baseline_curves(cfg, baselines, longest, baseline_examples,
-                                                           slow_examples=slow_baseline_examples)
-print({task: sorted(curves) for task, curves in baseline_curves.items()})
+        baseline_curves[cfg.task.name] = curves.baseline_curves(cfg, baselines, n_points=longest,
+                                                               n_examples=baseline_examples,
+                                                               slow_examples=slow_baseline_examples)
+print({task: sorted(per_baseline) for task, per_baseline in baseline_curves.items()})
 
 # %% [markdown]
 # ## Within the trained length

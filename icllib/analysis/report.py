@@ -4,15 +4,15 @@
     runs = report.load_runs(configs)                        # load_or_train each config, in order
     table = report.final_table(configs, runs)               # one row per run: task, model, seed, d_model, final, ...
     report.heatmap(ax, table, rows=models, cols=tasks)      # annotated grid of the final metrics
-    report.plot_curve(ax, final_curve(run), label="mamba", color=plotting.color("mamba"))
+    curves.plot_curve(ax, final_curve(run), label="mamba", color=plotting.color("mamba"))
     history = report.history_table(configs, runs)           # late-position metric vs training step (metrics.jsonl)
     report.plot_spread(ax, history, "mamba")                # mean over seeds, min–max band, one thin line per seed
 
-"Final" means the metric averaged over the *late* positions of the final evaluation curve: the last `tail` (a
-quarter) of the positions where the metric is defined. Early positions are unidentifiable by construction (fewer
-examples than unknowns: i < d for regression, about 6–10 examples for 2-sparse parity over 10 bits), so averaging
-over all positions would mostly measure the prompt length; the last quarter is past that point for every Park task
-(linear regression N = 41: positions 31–40; parity N = 140: 105–139; MQAR: its single query).
+"Final" means the metric averaged over the *late* positions of the final evaluation curve (`curves.late_metric`):
+the last `tail` (a quarter) of the positions where the metric is defined. Early positions are unidentifiable by
+construction (fewer examples than unknowns: i < d for regression, about 6–10 examples for 2-sparse parity over 10
+bits), so averaging over all positions would mostly measure the prompt length; the last quarter is past that point
+for every Park task (linear regression N = 41: positions 31–40; parity N = 140: 105–139; MQAR: its single query).
 
 Colours in `heatmap` are a *skill* score shared by error and accuracy metrics: 0 is the trivial predictor, the best
 one that ignores the in-context examples (the zero predictor for normalised errors, whose error is about 1; for
@@ -22,7 +22,6 @@ k=2, not 1/2), 1 is perfect. Cells are annotated with the raw metric.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from collections.abc import Sequence
@@ -31,19 +30,15 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
+from icllib.analysis.curves import TAIL, Z90, late_metric, model_label, plot_curve, values_curve
 from icllib.analysis.plotting import color
-from icllib.analysis.viz import baseline_curves
 from icllib.config import RunConfig, config_hash
-from icllib.experiments import PARK_MODELS
 from icllib.store import Run, RunStore
 from icllib.tasks import build_task
 from icllib.training.evaluate import Curve
-from icllib.training.train import eval_points, final_curve, load_or_train
+from icllib.training.train import final_curve, load_or_train
 
 log = logging.getLogger(__name__)
-
-TAIL = 0.25  # fraction of the defined positions that counts as "late"
-BAND = 1.645  # mean ± BAND·sem is a 90% interval (Park et al. plot bootstrap 90% intervals)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -57,33 +52,6 @@ def load_runs(configs: Sequence[RunConfig], store: RunStore | None = None) -> li
         log.info("run %d/%d: %s (%s)", i + 1, len(configs), cfg.name, config_hash(cfg))
         runs.append(load_or_train(cfg, store, progress=False))
     return runs
-
-
-def architecture(cfg: RunConfig) -> str:
-    """Which Park preset (a key of `experiments.PARK_MODELS`) built `cfg.model`, ignoring a changed d_model.
-
-    The experiments widen or narrow presets only through `d_model`, so matching every other field is exact.
-    Raises ValueError for a model that is no preset.
-    """
-    for name, factory in PARK_MODELS.items():
-        preset = factory(scale=cfg.profile)
-        if dataclasses.replace(cfg.model, d_model=preset.d_model) == preset:
-            return name
-    raise ValueError(f"{cfg.name}: model {cfg.model} is none of the presets {', '.join(PARK_MODELS)}")
-
-
-def tail_mean(values: Sequence[float | None], tail: float = TAIL) -> float:
-    """Mean of the last `tail` fraction (at least one) of the defined entries of `values` (None/NaN are skipped)."""
-    defined = [float(v) for v in values if v is not None and not math.isnan(v)]
-    if not defined:
-        return math.nan
-    k = max(1, math.ceil(tail * len(defined)))
-    return sum(defined[-k:]) / k
-
-
-def late_metric(curve: Curve, tail: float = TAIL) -> float:
-    """The curve's metric averaged over its late positions (positions where no prompt counted are skipped)."""
-    return tail_mean([m if c > 0 else None for m, c in zip(curve.mean, curve.count, strict=True)], tail)
 
 
 def chance_level(cfg: RunConfig) -> float:
@@ -106,13 +74,13 @@ def skill(value: float, chance: float, higher_is_better: bool) -> float:
 
 def final_table(configs: Sequence[RunConfig], runs: Sequence[Run], tail: float = TAIL) -> pd.DataFrame:
     """One row per run: name, hash, task, model, seed, d_model, n_points, metric, higher_is_better, chance,
-    final (late-position metric, `late_metric`), last (the metric at the last defined position), skill."""
+    final (late-position metric, `curves.late_metric`), last (the metric at the last defined position), skill."""
     rows = []
     for cfg, run in zip(configs, runs, strict=True):
         curve = final_curve(run)
         task = build_task(cfg.task)
         final, chance = late_metric(curve, tail), chance_level(cfg)
-        rows.append({"name": cfg.name, "hash": run.hash, "task": cfg.task.name, "model": architecture(cfg),
+        rows.append({"name": cfg.name, "hash": run.hash, "task": cfg.task.name, "model": model_label(cfg),
                      "seed": cfg.seed, "d_model": cfg.model.d_model, "n_points": cfg.curriculum.points_end,
                      "steps": cfg.train.steps, "metric": task.metric_name, "higher_is_better": task.higher_is_better,
                      "chance": chance, "final": final, "last": late_metric(curve, tail=0.0),
@@ -130,7 +98,7 @@ def eval_history(run: Run, tail: float = TAIL) -> tuple[list[int], list[float]]:
     for row in run.metrics():
         if "eval" in row:
             steps.append(int(row["step"]))
-            values.append(tail_mean(row["eval"], tail))
+            values.append(late_metric(values_curve(row["eval"]), tail))
     return steps, values
 
 
@@ -138,7 +106,7 @@ def history_table(configs: Sequence[RunConfig], runs: Sequence[Run], tail: float
     """Long table of every run's evaluations: columns model, seed, name, step, value."""
     rows = []
     for cfg, run in zip(configs, runs, strict=True):
-        model = architecture(cfg)
+        model = model_label(cfg)
         for step, value in zip(*eval_history(run, tail), strict=True):
             rows.append({"model": model, "seed": cfg.seed, "name": cfg.name, "step": step, "value": value})
     return pd.DataFrame(rows, columns=["model", "seed", "name", "step", "value"])
@@ -154,20 +122,7 @@ def steps_to_reach(history: pd.DataFrame, threshold: float) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# classical baselines on the runs' own evaluation prompts
-
-
-def run_baselines(cfg: RunConfig, *, n_examples: int | None = None, slow: bool = True,
-                  slow_examples: int | None = None) -> dict[str, Curve]:
-    """Every applicable baseline's curve on the evaluation prompts of `cfg` (`viz.baseline_curves` draws them from
-    the same eval generator, so they are the model's prompts whenever the task has default kwargs and the eval
-    batch size is 64; otherwise they are fresh prompts of the same task). `n_examples` keeps only the first prompts
-    (at most the run's own number; a prefix of the same set), `slow_examples` fewer still for the slow baselines."""
-    if cfg.task.kwargs or cfg.eval.batch_size != 64:
-        log.warning("%s: baselines see fresh prompts, not the run's own evaluation set", cfg.name)
-    n = cfg.eval.n_examples if n_examples is None else min(n_examples, cfg.eval.n_examples)
-    return baseline_curves(cfg.task.name, eval_points(cfg), n, cfg.seed, n_dims=cfg.task.n_dims, slow=slow,
-                           slow_examples=slow_examples)
+# classical baselines (`curves.baseline_curves` scores them on the runs' own evaluation prompts)
 
 
 def best_baseline(curves: dict[str, Curve], higher_is_better: bool, tail: float = TAIL) -> str | None:
@@ -184,17 +139,6 @@ def best_baseline(curves: dict[str, Curve], higher_is_better: bool, tail: float 
 # drawing
 
 
-def plot_curve(ax: Axes, curve: Curve, *, label: str | None, color: str, ls: str = "-", band: bool = True,
-               lw: float = 1.3) -> None:
-    """The metric per in-context position (positions where nothing counted are skipped) with a 90% band."""
-    pos = np.array([i for i, c in enumerate(curve.count) if c > 0])
-    mean = np.array([curve.mean[i] for i in pos])
-    ax.plot(pos, mean, ls, color=color, label=label, lw=lw, marker="o" if len(pos) == 1 else None)
-    if band:
-        sem = np.nan_to_num(np.array([curve.sem[i] for i in pos], dtype=float))
-        ax.fill_between(pos, mean - BAND * sem, mean + BAND * sem, color=color, alpha=0.15, lw=0)
-
-
 def task_panel(ax: Axes, task: str, curves: dict[str, Curve], baselines: dict[str, Curve], *, higher_is_better: bool,
                chance: float, tail: float = TAIL) -> str | None:
     """One task of the results grid: each model's curve (keys of `curves` are architectures), the best baseline
@@ -206,7 +150,7 @@ def task_panel(ax: Axes, task: str, curves: dict[str, Curve], baselines: dict[st
     if single:
         for x, (model, curve) in enumerate(curves.items()):
             i = next(i for i, c in enumerate(curve.count) if c > 0)
-            sem = 0.0 if math.isnan(curve.sem[i]) else BAND * curve.sem[i]
+            sem = 0.0 if math.isnan(curve.sem[i]) else Z90 * curve.sem[i]
             ax.bar(x, curve.mean[i], yerr=sem, color=color(model), label=model, width=0.7, capsize=2)
         ax.set_xticks(range(len(curves)), list(curves), rotation=35, ha="right", fontsize=6)
         if best is not None:
@@ -214,9 +158,9 @@ def task_panel(ax: Axes, task: str, curves: dict[str, Curve], baselines: dict[st
         ax.set_xlabel("model (scored at the single query)", fontsize=7)
     else:
         for model, curve in curves.items():
-            plot_curve(ax, curve, label=model, color=color(model))
+            plot_curve(ax, curve, label=model, color=color(model), lw=1.3)
         if best is not None:
-            plot_curve(ax, baselines[best], label=best, color=color("baseline"), ls="--", band=False)
+            plot_curve(ax, baselines[best], label=best, color=color("baseline"), ls="--", lw=1.3, shade=False)
         ax.set_xlabel("in-context examples $i$", fontsize=7)
     ax.axhline(chance, color="0.6", ls=":", lw=1)
     ax.set_title(task, fontsize=8)

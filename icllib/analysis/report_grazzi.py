@@ -5,7 +5,7 @@ where their aggregation and plotting lives.
     configs = select(experiments.regression_variants_extrapolation(profile), tasks=["linear_regression"])
     results = load_results(configs)                     # load_or_train each run, read its eval.json
     segment_table(results)                              # error per model on [0, n), [n, 2n), [2n, 4n)
-    fig = plot_curves(results, {task: baseline_curves(cfg, ["least_squares"], 164, 128)})
+    fig = plot_curves(results, {task: curves.baseline_curves(cfg, ["least_squares"], n_points=164)})
 
 A `Result` is one run's final evaluation (the trainer's eval.json): the error or accuracy per in-context position at
 the trained length (`curve`), at longer lengths (`extrapolation`, Grazzi et al.'s and the Mamba paper's length
@@ -21,24 +21,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from icllib.analysis import plotting
-from icllib.analysis.baselines import BASELINES, applicable
-from icllib.analysis.viz import SLOW_BASELINES, head_prompts
+from icllib.analysis.curves import model_label, plot_curve, segment_mean
 from icllib.config import RunConfig, config_hash
-from icllib.repro import eval_generator
 from icllib.store import Run, RunStore
-from icllib.tasks import build_task
-from icllib.training.evaluate import Curve, evaluate_batches, sample_eval_batches
+from icllib.training.evaluate import Curve
 from icllib.training.train import load_or_train
 
 log = logging.getLogger(__name__)
 
-Z90 = 1.645  # a 90% band is mean ± 1.645·sem (Garg et al.'s bootstrap interval, to first order)
 BASELINE_STYLES: dict[str, dict[str, object]] = {
     "least_squares": {"color": "0.35", "ls": "--"},
     "ridge": {"color": "0.55", "ls": "-."},
@@ -53,29 +48,17 @@ BASELINE_STYLES: dict[str, dict[str, object]] = {
 # runs → results
 
 
-def model_name(cfg: RunConfig) -> str:
-    """The architecture key of an experiment's run: the part of its name after the task name.
-
-        >>> model_name(experiments.probing("smoke")[1])   # name "grazzi_skewed_linear_regression_mamba"
-        'mamba'
-    """
-    head, sep, tail = cfg.name.rpartition(f"{cfg.task.name}_")
-    if not sep or not tail:
-        raise ValueError(f"run name {cfg.name!r} does not end with '<task>_<model>' (task {cfg.task.name!r})")
-    return tail
-
-
 def select(configs: Sequence[RunConfig], tasks: Sequence[str] | None = None,
            models: Sequence[str] | None = None) -> list[RunConfig]:
     """The configs whose task is in `tasks` and model in `models` (None keeps all), in their original order.
     A requested task or model that no config has raises ValueError naming the known ones."""
-    for wanted, known in ((tasks, [c.task.name for c in configs]), (models, [model_name(c) for c in configs])):
+    for wanted, known in ((tasks, [c.task.name for c in configs]), (models, [model_label(c) for c in configs])):
         missing = sorted(set(wanted or ()) - set(known))
         if missing:
             names = ", ".join(dict.fromkeys(known))
             raise ValueError(f"select: {missing[0]!r} is not in this experiment; known: {names}")
     return [c for c in configs
-            if (tasks is None or c.task.name in tasks) and (models is None or model_name(c) in models)]
+            if (tasks is None or c.task.name in tasks) and (models is None or model_label(c) in models)]
 
 
 @dataclass(frozen=True)
@@ -102,7 +85,7 @@ def result_of(run: Run) -> Result:
     data = run.read_json("eval.json")
     return Result(
         task=run.cfg.task.name,
-        model=model_name(run.cfg),
+        model=model_label(run.cfg),
         config_hash=config_hash(run.cfg),
         n_points=int(data["n_points"]),
         n_layers=len(run.cfg.model.layers),
@@ -124,24 +107,6 @@ def load_results(configs: Sequence[RunConfig], store: RunStore | None = None, *,
     return out
 
 
-def baseline_curves(cfg: RunConfig, names: Sequence[str], n_points: int, n_examples: int,
-                    slow_examples: int | None = None) -> dict[str, Curve]:
-    """The classical baselines in `names` that apply to `cfg`'s task (`baselines.applicable`), each scored per
-    position on the same `n_examples` prompts of `n_points` points, drawn from the run's evaluation seed range. The
-    per-prompt sklearn fits (`viz.SLOW_BASELINES`: lasso, greedy tree, ...) see only the first `slow_examples` of
-    those prompts when it is given.
-
-    The prompts are fresh ones of the run's distribution, not its exact eval prompts; for these i.i.d. regression
-    families the first n positions of a long prompt are distributed like an n-point prompt, so one long evaluation
-    serves both the in-range and the extrapolation panels. Returns {name: Curve [n_points]}.
-    """
-    task = build_task(cfg.task)
-    batches = sample_eval_batches(task, n_points, n_examples, eval_generator(cfg.seed))
-    few = head_prompts(batches, slow_examples) if slow_examples else batches
-    usable = [n for n in names if n in applicable(cfg.task.name)]
-    return {n: evaluate_batches(BASELINES.build(n), task, few if n in SLOW_BASELINES else batches) for n in usable}
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # tables
 
@@ -151,12 +116,6 @@ def _multiple(k: int, n: int) -> str:
     return "0" if k == 0 else "n" if k == n else f"{k / n:g}n"
 
 
-def _segment_mean(curve: Curve, start: int, end: int) -> float:
-    """Mean metric over positions [start, end) that have scored prompts (NaN if none)."""
-    vals = [m for m, c in zip(curve.mean[start:end], curve.count[start:end], strict=True) if c > 0]
-    return float(np.mean(vals)) if vals else math.nan
-
-
 def segment_table(results: Sequence[Result]) -> pd.DataFrame:
     """Error per (task, model) on position segments: "0-n" from the trained-length curve, then "n-2n" and "2n-4n"
     from the longest extrapolation curve (n = trained points). Columns task, model, segment, start, end,
@@ -164,14 +123,14 @@ def segment_table(results: Sequence[Result]) -> pd.DataFrame:
     rows = []
     for r in results:
         n = r.n_points
-        base = _segment_mean(r.curve, 3 * n // 4, n)
+        base = segment_mean(r.curve, 3 * n // 4, n)
         rows.append({"task": r.task, "model": r.model, "segment": "0-n", "start": 0, "end": n,
-                     "error": _segment_mean(r.curve, 0, n), "ratio": 1.0})
+                     "error": segment_mean(r.curve, 0, n), "ratio": 1.0})
         if r.extrapolation:
             longest = r.extrapolation[max(r.extrapolation)]
             edges = sorted({n, *r.extrapolation})
             for start, end in zip(edges[:-1], edges[1:], strict=True):
-                err = _segment_mean(longest, start, end)
+                err = segment_mean(longest, start, end)
                 rows.append({"task": r.task, "model": r.model, "segment": f"{_multiple(start, n)}-{_multiple(end, n)}",
                              "start": start, "end": end, "error": err, "ratio": err / base if base > 0 else math.nan})
     return pd.DataFrame(rows)
@@ -249,21 +208,10 @@ def _panels(n: int, width: float = 4.2, height: float = 3.2, cols: int = 3) -> t
     return fig, flat[:n]
 
 
-def _draw(ax: Axes, curve: Curve, limit: int | None = None, band: bool = True, **style: object) -> None:
-    """Mean (± 90% band) of the scored positions of `curve` (the first `limit` positions)."""
-    mean, sem, count = (np.asarray(v[:limit], dtype=float) for v in (curve.mean, curve.sem, curve.count))
-    x = np.flatnonzero(count > 0)
-    line = ax.plot(x, mean[x], **style)[0]
-    if not band:
-        return
-    half = Z90 * np.nan_to_num(sem[x])
-    ax.fill_between(x, mean[x] - half, mean[x] + half, color=line.get_color(), alpha=0.15, lw=0)
-
-
 def _baselines(ax: Axes, curves: dict[str, Curve], limit: int) -> None:
     for name, curve in curves.items():
         style = BASELINE_STYLES.get(name, {"color": "0.5", "ls": ":"})
-        _draw(ax, curve, limit, lw=1.2, label=name.replace("_", " "), **style)
+        plot_curve(ax, curve, limit=limit, lw=1.2, label=name.replace("_", " "), **style)
 
 
 def _legend(axes: Sequence[Axes]) -> None:
@@ -285,7 +233,7 @@ def plot_curves(results: Sequence[Result], baselines: dict[str, dict[str, Curve]
         group = [r for r in results if r.task == task]
         n = group[0].n_points
         for r in group:
-            _draw(ax, r.curve, color=plotting.color(r.model), label=r.model)
+            plot_curve(ax, r.curve, color=plotting.color(r.model), label=r.model)
         _baselines(ax, (baselines or {}).get(task, {}), n)
         ax.axhline(1.0, color="0.75", ls=":", lw=1)
         ax.set(title=task.replace("_", " "), xlabel="in-context examples $i$", ylim=ylim)
@@ -307,7 +255,7 @@ def plot_extrapolation(results: Sequence[Result], baselines: dict[str, dict[str,
             raise ValueError(f"{task}: no run has an 'extrapolation' entry in eval.json")
         longest = max(max(r.extrapolation) for r in group)
         for r in group:
-            _draw(ax, r.extrapolation[max(r.extrapolation)], color=plotting.color(r.model), label=r.model)
+            plot_curve(ax, r.extrapolation[max(r.extrapolation)], color=plotting.color(r.model), label=r.model)
         _baselines(ax, (baselines or {}).get(task, {}), longest)
         ax.axvline(group[0].n_points, color="k", ls="--", lw=1)
         ax.axhline(1.0, color="0.75", ls=":", lw=1)
@@ -352,8 +300,9 @@ def plot_probe_positions(results: Sequence[Result], task: str, ylim: tuple[float
     for ax, r in zip(axes, group, strict=True):
         cmap = plt.get_cmap("viridis")
         for layer, curve in sorted(r.probe.items()):
-            _draw(ax, curve, band=False, color=cmap(1 - layer / max(1, r.n_layers)), lw=1.2, label=f"layer {layer}")
-        _draw(ax, r.curve, color="k", ls="--", lw=1.2, label="output")
+            plot_curve(ax, curve, shade=False, color=cmap(1 - layer / max(1, r.n_layers)), lw=1.2,
+                       label=f"layer {layer}")
+        plot_curve(ax, r.curve, color="k", ls="--", lw=1.2, label="output")
         ax.set(title=f"{r.model} on {task.replace('_', ' ')}", xlabel="in-context examples $i$", ylim=ylim)
         ax.legend(fontsize=6, ncol=2)
     axes[0].set_ylabel("probe error")

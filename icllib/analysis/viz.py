@@ -1,9 +1,9 @@
-"""Pictures of task samples and the classical baselines' curves, for notebook 01 (notebooks hold calls only).
+"""Pictures of task samples, for notebook 01 (notebooks hold calls only).
 
     fig, axes = plt.subplots(3, 5)
     for ax, name in zip(axes.flat, TASKS.names()):
-        draw_task(ax, build_task(TaskConfig(name, n_dims=default_dims(name))), torch.Generator().manual_seed(0))
-    curves = baseline_curves("linear_regression", n_points=41, n_examples=64, seed=0)   # {baseline: Curve}
+        draw_task(ax, make_task(name), torch.Generator().manual_seed(0))
+    family_config("linear_regression", seed=0)   # a RunConfig of the family, for `curves.baseline_curves`
 
 `draw_task` draws one small panel per family from one sampled prompt: y against x's first coordinate for the
 regression families (outliers in red where `loss_mask` is unset), the ±1 bits and labels for parity, the token
@@ -15,22 +15,23 @@ from __future__ import annotations
 import torch
 from matplotlib.axes import Axes
 
-from icllib.analysis.baselines import BASELINES, applicable
-from icllib.batch import Batch
-from icllib.config import TaskConfig
-from icllib.repro import eval_generator
+from icllib.config import EvalConfig, RunConfig, TaskConfig
 from icllib.tasks.base import Task, build_task
-from icllib.training.evaluate import Curve, evaluate_batches, sample_eval_batches
 
 # n_dims each family is drawn / evaluated at (Park/Garg defaults: 20 for regression, 10 for parity and CoT)
 DEFAULT_DIMS = {"sparse_parity": 10, "cot_io": 10, "selective_copying": 1, "induction_heads": 1}
-# baselines fitting B·(N-1) sklearn / Adam models: minutes on a CPU at paper sizes
-SLOW_BASELINES = ("lasso", "gradient_boosting", "xgboost", "nn_gd", "greedy_tree")
 
 
 def default_dims(task_name: str) -> int:
     """The input dimension notebook 01 uses for a family (20 unless DEFAULT_DIMS says otherwise)."""
     return DEFAULT_DIMS.get(task_name, 20)
+
+
+def family_config(task_name: str, *, seed: int = 0, n_examples: int = EvalConfig.n_examples) -> RunConfig:
+    """A RunConfig of the family alone (default dimension and kwargs, evaluation seed `seed`, `n_examples`
+    evaluation prompts), so that `curves.baseline_curves` scores baselines on a family no experiment trains."""
+    return RunConfig(name=task_name, task=TaskConfig(task_name, n_dims=default_dims(task_name)),
+                     eval=EvalConfig(n_examples=n_examples), seed=seed)
 
 
 def make_task(task_name: str, n_dims: int | None = None) -> Task:
@@ -82,44 +83,3 @@ def draw_task(ax: Axes, task: Task, generator: torch.Generator, n_points: int = 
             ax.legend(fontsize=5)
         ax.set_xlabel("x[0]", fontsize=7)
         ax.set_ylabel("y", fontsize=7)
-
-
-def baseline_curves(
-    task_name: str,
-    n_points: int,
-    n_examples: int,
-    seed: int,
-    *,
-    n_dims: int | None = None,
-    slow: bool = True,
-    slow_examples: int | None = None,
-) -> dict[str, Curve]:
-    """Every `applicable` baseline's error per in-context position on `task_name`, on the same prompts (drawn from
-    `eval_generator(seed)`). With `slow=False` the SLOW_BASELINES are skipped; `slow_examples` evaluates them on
-    the first `slow_examples` prompts only (same generator, so a prefix of the same prompt set)."""
-    task = make_task(task_name, n_dims)
-    batches = sample_eval_batches(task, n_points, n_examples, eval_generator(seed))
-    curves: dict[str, Curve] = {}
-    for name in applicable(task_name):
-        is_slow = name in SLOW_BASELINES
-        if is_slow and not slow:
-            continue
-        use = head_prompts(batches, slow_examples) if is_slow and slow_examples else batches
-        curves[name] = evaluate_batches(BASELINES.build(name), task, use)
-    return curves
-
-
-def head_prompts(batches: list[Batch], n: int) -> list[Batch]:
-    """The first `n` prompts of `batches` (per-prompt tensors sliced; batch-level extras kept whole)."""
-    out, left = [], n
-    for b in batches:
-        if left <= 0:
-            break
-        k = min(left, b.batch_size)
-
-        def cut(t: torch.Tensor, b: Batch = b, k: int = k) -> torch.Tensor:
-            return t[:k] if t.dim() > 0 and t.shape[0] == b.batch_size else t
-
-        out.append(Batch(cut(b.xs), cut(b.ys), cut(b.loss_mask), {n_: cut(v) for n_, v in b.extras.items()}, b.meta))
-        left -= k
-    return out

@@ -1,6 +1,5 @@
 """icllib.analysis.report on fake run records in a temporary store (no training), plus one real baseline evaluation."""
 
-import dataclasses
 import math
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from icllib import experiments  # noqa: E402
-from icllib.analysis import report  # noqa: E402
+from icllib.analysis import curves, report  # noqa: E402
 from icllib.config import RunConfig  # noqa: E402
 from icllib.store import Run, RunStore  # noqa: E402
 from icllib.tasks import build_task  # noqa: E402
@@ -38,23 +37,11 @@ def _grid(task: str) -> list[RunConfig]:
     return [c for c in experiments.results_grid("smoke") if c.task.name == task]
 
 
-def test_architecture_names_every_preset_and_survives_width_changes() -> None:
-    assert [report.architecture(c) for c in _grid("linear_regression")] == list(experiments.PARK_MODELS)
+def test_the_grid_is_labelled_by_preset_across_width_changes() -> None:
+    assert [curves.model_label(c) for c in _grid("linear_regression")] == list(experiments.PARK_MODELS)
     cot = experiments.cot_channel_scaling("smoke")
-    assert {report.architecture(c) for c in cot} == {"transformer", "mamba", "mambaformer"}
+    assert {curves.model_label(c) for c in cot} == {"transformer", "mamba", "mambaformer"}
     assert {c.model.d_model for c in cot} == {16, 32}
-    odd = dataclasses.replace(cot[0], model=dataclasses.replace(cot[0].model, layers=("attn", "mamba", "mamba")))
-    with pytest.raises(ValueError, match="none of the presets"):
-        report.architecture(odd)
-
-
-def test_tail_mean_skips_undefined_entries_and_takes_the_last_quarter() -> None:
-    assert report.tail_mean([0, 0, 0, 0, 0, 0, 4, 8], tail=0.25) == 6.0
-    assert report.tail_mean([1.0, None, float("nan"), 3.0], tail=0.5) == 3.0  # 2 defined entries: the last one
-    assert report.tail_mean([5.0, 7.0], tail=0.0) == 7.0  # at least one entry
-    assert math.isnan(report.tail_mean([None, float("nan")]))
-    # an MQAR-like curve: only the query position was counted
-    assert report.late_metric(_curve([float("nan")] * 4 + [0.75], count=[0] * 4 + [128])) == 0.75
 
 
 def test_chance_levels_and_skill() -> None:
@@ -106,16 +93,16 @@ def test_best_baseline_ignores_zero_and_follows_the_metric_direction() -> None:
     assert report.best_baseline({"zero": _curve([1.0])}, higher_is_better=False) is None
 
 
-def test_run_baselines_use_the_runs_eval_prompts() -> None:
+def test_baselines_use_the_runs_eval_prompts() -> None:
     cfg = _grid("sparse_parity")[0]
-    curves = report.run_baselines(cfg)
-    assert set(curves) == {"parity_solver", "parity_gf2"}
-    solver = curves["parity_solver"]
+    scored = curves.baseline_curves(cfg)
+    assert set(scored) == {"parity_solver", "parity_gf2"}
+    solver = scored["parity_solver"]
     assert len(solver.mean) == cfg.curriculum.points_end and solver.count[0] == cfg.eval.n_examples
     assert solver.mean[-1] == 1.0 and solver.mean[0] < 0.8  # identifies the subset from the examples
-    head = report.run_baselines(cfg, n_examples=64)["parity_solver"]  # the first batch of the same prompts
+    head = curves.baseline_curves(cfg, n_examples=64)["parity_solver"]  # the first batch of the same prompts
     assert head.count[0] == 64 and head.mean != solver.mean
-    assert report.run_baselines(cfg, n_examples=10**6)["parity_solver"].count[0] == cfg.eval.n_examples
+    assert curves.baseline_curves(cfg, n_examples=10**6)["parity_solver"].count[0] == cfg.eval.n_examples
 
 
 def test_drawing_functions_put_what_they_claim_on_the_axes() -> None:

@@ -7,6 +7,7 @@ import matplotlib
 import pytest
 
 from icllib import experiments
+from icllib.analysis import curves
 from icllib.analysis import report_grazzi as rg
 from icllib.store import RunStore
 from icllib.training.evaluate import Curve
@@ -34,15 +35,9 @@ def _result(task: str = "linear_regression", model: str = "mamba", n: int = 4, *
     ],
     ids=["07", "08", "09"],
 )
-def test_model_name_recovers_the_architecture(experiment, models: set[str]) -> None:
+def test_model_label_recovers_the_architecture(experiment, models: set[str]) -> None:
     configs = experiment("smoke")
-    assert {rg.model_name(c) for c in configs} == models
-
-
-def test_model_name_rejects_a_name_without_the_task() -> None:
-    cfg = dataclasses.replace(experiments.probing("smoke")[0], name="something_else")
-    with pytest.raises(ValueError, match="does not end with"):
-        rg.model_name(cfg)
+    assert {curves.model_label(c) for c in configs} == models
 
 
 def test_select_filters_and_names_unknown_values() -> None:
@@ -143,19 +138,19 @@ def test_tiny_real_run_gives_curves_at_every_length(tmp_path) -> None:
 
 def test_baseline_curves_least_squares_is_exact_after_d_examples() -> None:
     cfg = rg.select(experiments.regression_variants_extrapolation("smoke"), tasks=["linear_regression"])[0]
-    curves = rg.baseline_curves(cfg, ["least_squares", "ridge", "lasso"], n_points=30, n_examples=32)
-    assert sorted(curves) == ["least_squares", "ridge"]  # lasso does not apply to plain linear regression
-    ls = curves["least_squares"]
+    scored = curves.baseline_curves(cfg, ["least_squares", "ridge", "lasso"], n_points=30, n_examples=32)
+    assert sorted(scored) == ["least_squares", "ridge"]  # lasso does not apply to plain linear regression
+    ls = scored["least_squares"]
     assert len(ls.mean) == 30 and ls.count[0] == 64  # one batch of 64 prompts at least
     assert max(ls.mean[21:]) < 1e-6 and ls.mean[5] > 0.3  # exact from i > d = 20, (d - i)/d before
 
 
 def test_slow_baselines_see_only_the_first_prompts() -> None:
     cfg = rg.select(experiments.regression_variants_extrapolation("smoke"), tasks=["sparse_linear_regression"])[0]
-    curves = rg.baseline_curves(cfg, ["least_squares", "lasso"], n_points=12, n_examples=64, slow_examples=5)
-    assert curves["least_squares"].count[3] == 64 and curves["lasso"].count[3] == 5
-    full = rg.baseline_curves(cfg, ["lasso"], n_points=12, n_examples=64)["lasso"]
-    assert full.count[3] == 64 and full.mean != curves["lasso"].mean
+    scored = curves.baseline_curves(cfg, ["least_squares", "lasso"], n_points=12, n_examples=64, slow_examples=5)
+    assert scored["least_squares"].count[3] == 64 and scored["lasso"].count[3] == 5
+    full = curves.baseline_curves(cfg, ["lasso"], n_points=12, n_examples=64)["lasso"]
+    assert full.count[3] == 64 and full.mean != scored["lasso"].mean
 
 
 def test_the_legend_lists_a_baseline_drawn_on_a_later_panel_only() -> None:
