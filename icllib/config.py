@@ -197,7 +197,7 @@ class CurriculumConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation and bookkeeping. The papers use Adam, constant lr, batch 64, clip 10, fp32 (PAPER_SPEC §4)."""
+    """Optimisation and bookkeeping. The papers use Adam, constant lr, batch 64, clip 10, fp32 (the official code)."""
 
     steps: int = 1000
     batch_size: int = 64

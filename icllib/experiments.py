@@ -3,8 +3,8 @@
 Notebooks and `icl sweep <experiment>` call the same functions, so a figure and its batch job can never disagree.
 
     smoke : CPU-sized (tiny models, a few hundred steps) so every notebook executes in CI
-    paper : reduced compute for one GPU (PAPER_SPEC §7); each reduction is listed in the function's docstring
-    full  : the papers' sizes and step counts (PAPER_SPEC §2–§6); configs only, meant for a SLURM cluster
+    paper : reduced compute for one GPU; each reduction is listed in the function's docstring
+    full  : the papers' sizes and step counts; configs only, meant for a SLURM cluster
 
 Shared conventions: Adam, constant lr, batch 64, gradient clip 10, fp32 (Park et al.'s code); curricula keep the
 official start/end/increment and compress the interval in proportion to the number of steps, so full dims and
@@ -122,7 +122,7 @@ def _many_outlier(profile: str) -> tuple[CurriculumConfig, int]:
     """Many-outlier regression's curriculum and steps: officially 1M steps, dims 4→20 +1 every 2000 steps and
     points 12→512 +2 every 200, so prompts reach full length at 5% of training.
 
-    The paper profile's prompts hold 256 points instead of 512 (PAPER_SPEC §7, "what to drop if time is short";
+    The paper profile's prompts hold 256 points instead of 512 (the first reduction to make when GPU time is short;
     p = 0.9 keeps ~26 clean pairs): a 512-point prompt is 1024 tokens, 5x a 101-point run's, whose sweeps are
     already GPU-bound, and the paper profile is over its GPU budget. Its points interval is doubled, so the
     shorter end is still reached at 5% of training (step 1464 of 30k).

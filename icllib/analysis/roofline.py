@@ -13,8 +13,8 @@ from typing import Any
 
 from icllib import paths
 
-COPY_BPS = 3.0e12  # H100 device-to-device copy, bytes read + written per second (../shared/anchors, 2026-11-23)
-EXP_PER_S = 4.155e12  # H100 exp2 through Triton, per second (anchors' SFU probe: 16 per clock per SM)
+COPY_BPS = 3.0e12  # H100 device-to-device copy, bytes read + written per second (measured; kernels/README.md §4)
+EXP_PER_S = 4.155e12  # H100 exp2 through Triton, per second (16 per clock per SM; kernels/README.md §4)
 ELEMENT_SIZE = {"fp32": 4, "bf16": 2, "fp16": 2}
 RESULTS_DIR = paths.REPO_ROOT / "kernels" / "results"
 

@@ -219,7 +219,7 @@ def lens_probe(
     batch_size: int = 64,
     device: str | torch.device = "cpu",
 ) -> dict[str, list[float]]:
-    """Grazzi et al.'s probing protocol (PAPER_SPEC §6, `eval_icl_learning_curves.py`), for tasks of format "pairs".
+    """Grazzi et al.'s probing protocol (their `eval_icl_learning_curves.py`), for tasks of format "pairs".
 
     Each of `n_test` query points is appended on its own to a context of `n_context` examples (prompts of
     n_context + 1 points). Every residual stream (0 = the read-in, l = after block l) is decoded through the final

@@ -4,7 +4,7 @@
     loss = step(batch)                                    # batch on the host; returns the detached loss on device
 
 Why a graph. The models of these papers are small (0.05–10M parameters, 82–1024 tokens): a step is ~1–3k kernels
-of a few microseconds each, so eager PyTorch spends its time launching them (anchors: 20 ms for a 12-layer GPT-2
+of a few microseconds each, so eager PyTorch spends its time launching them (e.g. 20 ms for a 12-layer GPT-2
 step on an H100 whose arithmetic takes well under 1 ms). `GraphStep` records the whole step, including the fused
 Adam update and gradient clipping, as one CUDA graph and replays it with a single launch.
 
