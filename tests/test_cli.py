@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from icllib.cli import main
+from icllib.cli import main, resolve_executor
 from icllib.config import RunConfig, TaskConfig, config_hash, to_dict
 from icllib.store import RunStore, StoreError
 
@@ -130,3 +130,72 @@ def test_a_store_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
     monkeypatch.setattr(RunStore, "listing", fail)
     assert main(["runs", "--root", str(tmp_path)]) == 2
     assert _one_line_error(capsys) == f"icl: error: {tmp_path}/x: broken second line"
+
+
+@pytest.mark.parametrize(
+    "executor, concurrency, n_gpus, expect",
+    [
+        ("auto", None, 0, ("inline", 1)),  # CPU only: one run at a time in this process
+        ("auto", None, 1, ("inline", 8)),  # one GPU: 8 runs at once on CUDA streams, the fast way
+        ("auto", 3, 1, ("inline", 3)),  # --concurrency given wins
+        ("auto", None, 2, ("local", 8)),  # two or more GPUs: one job per GPU, 8 runs each
+        ("auto", None, 8, ("local", 8)),
+        ("local", None, 0, ("local", 1)),  # CPU jobs
+        ("inline", None, 4, ("inline", 8)),
+        ("slurm", None, 0, ("slurm", 8)),  # slurm jobs get a GPU each, whatever the submitting host has
+    ],
+)
+def test_sweep_executor_auto_resolution(executor: str, concurrency: int | None, n_gpus: int,
+                                        expect: tuple[str, int]) -> None:
+    assert resolve_executor(executor, concurrency, n_gpus) == expect
+
+
+def test_help_shows_defaults_once_and_describes_profiles(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["sweep", "--help"])
+    assert e.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "(default: paper)" in out and "(default: auto)" in out and "(default: 1)" in out
+    assert "smoke: CPU-sized, minutes; paper: the reduced profile whose runs are committed; full: the papers' " \
+           "sizes, for a cluster" in out
+    assert "store root; default: the repository's results/" in out
+    assert "default: None" not in out and "default: False" not in out and "(default: results/)" not in out
+    assert "--progress, --no-progress" in out and "auto: inline with --concurrency 8 on one GPU" in out
+
+
+class _Job:
+    def __init__(self, job_id: str, hashes: list[str]) -> None:
+        self.job_id, self.hashes = job_id, hashes
+
+    def result(self) -> list[str]:
+        return self.hashes
+
+
+def test_sweep_waits_for_jobs_with_one_line_each(capsys: pytest.CaptureFixture[str]) -> None:
+    from icllib.runs.sweep import wait_jobs
+
+    jobs = [_Job("11", ["aaaa", "bbbb"]), _Job("12", [])]
+    assert wait_jobs(jobs, {"aaaa": "run-a", "bbbb": "run-b"}, progress=True) == ["aaaa", "bbbb"]
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["[1/2] job 11 finished: 2 run(s) complete: run-a, run-b", "[2/2] job 12 finished: 0 run(s) complete"]
+
+
+def test_sweep_passes_the_resolved_executor_and_progress(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from icllib.runs import sweep
+
+    seen: dict[str, object] = {}
+
+    def fake_run(configs: list[RunConfig], executor: str, **kw: object) -> sweep.SweepResult:
+        seen.update(executor=executor, concurrency=kw["concurrency"], progress=kw["progress"])
+        return sweep.SweepResult(skipped=[], trained=[], jobs=0)
+
+    monkeypatch.setattr(sweep, "run", fake_run)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert main(["sweep", "parity_s4_vs_s6", "--profile", "smoke", "--root", str(tmp_path), "--no-progress"]) == 0
+    assert seen == {"executor": "inline", "concurrency": 8, "progress": False}
+    assert "executor inline, concurrency 8 (1 GPU(s))" in capsys.readouterr().err
+    assert main(["sweep", "parity_s4_vs_s6", "--profile", "smoke", "--root", str(tmp_path), "--gpus", "0"]) == 0
+    assert seen == {"executor": "inline", "concurrency": 1, "progress": None}

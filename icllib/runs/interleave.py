@@ -8,9 +8,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import torch
 
@@ -31,6 +33,7 @@ def train_many(
     step_mode: str | None = None,
     time_limit_s: float | None = None,
     read_ahead: bool = True,
+    progress: bool | None = None,
 ) -> list[Run]:
     """Train several runs at once in this process: up to `concurrency` of them interleave step by step, each on
     its own CUDA stream, so one run's small kernels fill the GPU while another's host side samples its next batch
@@ -48,6 +51,10 @@ def train_many(
     `concurrency` runs always start and train at least one step.
 
     A run that diverges (or failed before) is logged and left `failed` in the store; the others go on.
+
+    `progress`: a tqdm bar on stderr over the run-steps still to go (runs done, run-steps/s, ETA) and one line per
+    run finished (name, hash, final state, step, seconds); None: on when stderr is a terminal. Without the bar the
+    per-run lines go to the log (INFO).
     """
     deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
     store = store or RunStore()
@@ -61,12 +68,15 @@ def train_many(
     todo = sorted((item for item in zip(configs, runs, strict=True) if not item[1].complete),
                   key=lambda item: -item[1].status().get("step", 0))
     queue = [cfg for cfg, _ in todo]
+    meter = _Progress(todo, sys.stderr.isatty() if progress is None else progress)
     # host threads that sample each run's next batch while this thread launches steps (icllib/training/batches.py)
     workers = min(concurrency, os.cpu_count() or 1) if read_ahead else 0
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="icllib-batches") if workers else None
     try:
-        _interleave(queue, store, device, concurrency=concurrency, deadline=deadline, step_mode=step_mode, pool=pool)
+        _interleave(queue, store, device, concurrency=concurrency, deadline=deadline, step_mode=step_mode, pool=pool,
+                    meter=meter)
     finally:
+        meter.close()
         if pool is not None:
             pool.shutdown(wait=True)
     return runs
@@ -81,11 +91,13 @@ def _interleave(
     deadline: float | None,
     step_mode: str | None,
     pool: ThreadPoolExecutor | None,
+    meter: _Progress,
 ) -> None:
     """`train_many`'s rolling pool: start queued runs (popped from `queue`) while there is room, then advance every
-    active run a step, each on its own CUDA stream (None on the CPU). Arguments as `train_many`'s."""
-    active: list[tuple[Iterator[int], torch.cuda.Stream | None]] = []
-    meter = _Throughput()
+    active run a step, each on its own CUDA stream (None on the CPU). Arguments as `train_many`'s; `meter` is told
+    every step and every run that ends."""
+    active: list[tuple[Iterator[int], torch.cuda.Stream | None, Run]] = []
+    throughput = _Throughput()
     started = 0
     while queue or active:
         while queue and len(active) < max(1, concurrency):
@@ -96,18 +108,73 @@ def _interleave(
             run = store.open(cfg)
             started += 1
             stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+            meter.start(run)
             active.append((run_steps(cfg, run, device, progress=False, step_mode=step_mode, deadline=deadline,
-                                     pool=pool), stream))
+                                     pool=pool), stream, run))
         for item in list(active):
-            gen, stream = item
+            gen, stream, run = item
             with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
                 try:
-                    if next(gen, None) is None:
+                    step = next(gen, None)
+                    if step is None:
                         active.remove(item)
+                        meter.finish(run)
+                    else:
+                        meter.step(run, step)
                 except (TrainingDiverged, StoreError) as e:  # failed, or locked by another trainer: others go on
                     log.error("%s", e)
                     active.remove(item)
-        meter.tick(len(active))
+                    meter.finish(run, error=e)
+        throughput.tick(len(active))
+
+
+class _Progress:
+    """`train_many`'s progress: a tqdm bar over the run-steps still to go (`enabled`), and one line per run that
+    ends (on the bar, or in the log without one)."""
+
+    def __init__(self, todo: list[tuple[RunConfig, Run]], enabled: bool) -> None:
+        self.total_runs, self.done = len(todo), 0
+        self.steps: dict[str, int] = {}  # run hash -> last step seen
+        self.t0: dict[str, float] = {}  # run hash -> when it started here
+        left = sum(max(0, cfg.train.steps - run.status().get("step", 0)) for cfg, run in todo)
+        self.bar: Any = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=left, unit="run-step", desc="train_many", dynamic_ncols=True, file=sys.stderr)
+            self._postfix()
+
+    def _postfix(self) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"runs {self.done}/{self.total_runs}", refresh=False)
+
+    def start(self, run: Run) -> None:
+        self.steps[run.hash] = run.status().get("step", 0)
+        self.t0[run.hash] = time.monotonic()
+
+    def step(self, run: Run, step: int) -> None:
+        advanced = max(0, step - self.steps.get(run.hash, step))
+        self.steps[run.hash] = step
+        if self.bar is not None and advanced:
+            self.bar.update(advanced)
+
+    def finish(self, run: Run, error: BaseException | None = None) -> None:
+        self.done += 1
+        status = run.status()
+        seconds = time.monotonic() - self.t0.get(run.hash, time.monotonic())
+        state = status.get("state", "?") if error is None else f"{status.get('state', '?')} ({type(error).__name__})"
+        line = (f"[{self.done}/{self.total_runs}] {run.cfg.name} {run.hash}: {state} at step "
+                f"{status.get('step', self.steps.get(run.hash, 0))}/{run.cfg.train.steps} in {seconds:.1f}s")
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stderr)
+            self._postfix()
+            self.bar.refresh()
+        else:
+            log.info("%s", line)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 class _Throughput:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,13 +77,15 @@ def train_slot(
     configs: list[RunConfig], store_root: str, device: str | None = None, imports: tuple[str, ...] = (),
     concurrency: int = 1,
     time_limit_s: float | None = None,
+    progress: bool | None = False,
 ) -> list[str]:
     """The body of one job: train each config in turn (resuming partial runs); returns their hashes.
 
     `imports` names modules to import first, so tasks or mixers registered outside icllib exist in the job.
     `concurrency` > 1 trains that many runs at once through `train_many` (one CUDA stream each); `time_limit_s`
     (with it) checkpoints and stops every run still training after that many seconds. Returns the hashes of the
-    runs this job completed.
+    runs this job completed. `progress` (None: when stderr is a terminal): `train_many`'s bar and per-run lines
+    (through `train_many` even at `concurrency` 1).
     """
     import importlib
 
@@ -93,8 +96,11 @@ def train_slot(
         importlib.import_module(module)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     store = RunStore(store_root)
-    if concurrency > 1 or time_limit_s is not None:
-        runs = train_many(configs, store, device=device, concurrency=concurrency, time_limit_s=time_limit_s)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if concurrency > 1 or time_limit_s is not None or progress:
+        runs = train_many(configs, store, device=device, concurrency=concurrency, time_limit_s=time_limit_s,
+                          progress=progress)
         return [config_hash(cfg) for cfg, run in zip(configs, runs, strict=True) if run.complete]
     done = []
     for cfg in configs:
@@ -128,8 +134,12 @@ def run(
     imports: tuple[str, ...] = (),
     concurrency: int = 1,
     time_limit_s: float | None = None,
+    progress: bool | None = False,
 ) -> SweepResult:
-    """Train every config of `configs` that is not complete in `store` (module docstring)."""
+    """Train every config of `configs` that is not complete in `store` (module docstring).
+
+    `progress` (None: when stderr is a terminal): `inline` shows `train_many`'s bar and one line per run finished;
+    `local` and `slurm` (waiting) write one line per job finished to stderr, as its result comes back."""
     if executor not in EXECUTORS:
         raise ConfigError(f"executor: {executor!r} is not one of {', '.join(EXECUTORS)}")
     if min(jobs_per_gpu, cpu_jobs, runs_per_job, concurrency) < 1:
@@ -141,7 +151,7 @@ def run(
     if not todo:
         return SweepResult(skipped=skipped, trained=[], jobs=0)
     if executor == "inline":
-        trained = train_slot(todo, str(store.root), None, imports, concurrency, time_limit_s)
+        trained = train_slot(todo, str(store.root), None, imports, concurrency, time_limit_s, progress)
         return SweepResult(skipped=skipped, trained=trained, jobs=0)
 
     submitit = _submitit()
@@ -154,8 +164,30 @@ def run(
                              concurrency, time_limit_s)
     if not wait:
         return SweepResult(skipped=skipped, trained=[], jobs=len(jobs))
-    trained = [h for job in jobs for h in job.result()]  # re-raises a job's exception here
+    trained = wait_jobs(jobs, {config_hash(c): c.name for c in todo},
+                        sys.stderr.isatty() if progress is None else progress)
     return SweepResult(skipped=skipped, trained=trained, jobs=len(jobs))
+
+
+def wait_jobs(jobs: list[Any], names: dict[str, str], progress: bool) -> list[str]:
+    """The hashes of the runs the `jobs` completed, waiting for each in turn (a job's exception is raised here).
+    One line per job finished (jobs done, job id, runs completed and their names): on stderr through tqdm with
+    `progress`, in the log (INFO) without."""
+    from tqdm.auto import tqdm
+
+    trained: list[str] = []
+    for i, job in enumerate(jobs, 1):
+        done = job.result()
+        trained += done
+        shown = ", ".join(names.get(h, h) for h in done[:8]) + (f", ... ({len(done) - 8} more)" if len(done) > 8
+                                                                 else "")
+        line = f"[{i}/{len(jobs)}] job {getattr(job, 'job_id', '?')} finished: {len(done)} run(s) complete" + (
+            f": {shown}" if done else "")
+        if progress:
+            tqdm.write(line, file=sys.stderr)
+        else:
+            log.info("%s", line)
+    return trained
 
 
 def local_slots(configs: list[RunConfig], n_gpus: int, jobs_per_gpu: int,

@@ -2,6 +2,7 @@
 a resumable step, starts nothing it cannot finish in time, and resumes the runs furthest along first. The `gpu` test
 checks the CUDA-stream interleaving against sequential training on a real device."""
 
+import logging
 from pathlib import Path
 
 import _toy  # noqa: F401  (registers "toy_regression")
@@ -70,6 +71,31 @@ def test_train_many_resumes_the_runs_furthest_along_first(tmp_path: Path) -> Non
     started = train_many(configs, store, device="cpu", concurrency=1, time_limit_s=0.0)
     assert [r.status().get("step") for r in started] == [None, 6, 2]
     assert not started[0].dir.exists()
+
+
+def test_train_many_progress_bar_and_one_line_per_run(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """`progress=True`: a bar over the run-steps to go with runs done and run-steps/s, and a line per run finished
+    (name, hash, state, step, seconds) on stderr; stdout untouched. A resumed run counts only its steps to go."""
+    configs = [_cfg("pa", seed=0, steps=12, layers=("attn",)), _cfg("pb", seed=1, steps=12, layers=("attn",))]
+    store = RunStore(tmp_path)
+    train(configs[1], store, device="cpu", progress=False, stop_after=5)
+    capsys.readouterr()
+    runs = train_many(configs, store, device="cpu", concurrency=2, progress=True)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    err = captured.err
+    assert "/19" in err and "run-step/s" in err and "runs 2/2" in err, err  # 12 + (12 - 5) run-steps to go
+    lines = [line for line in err.replace("\r", "\n").splitlines() if "] p" in line]
+    assert len(lines) == 2, err
+    for run in runs:
+        (line,) = [line for line in lines if f" {run.cfg.name} {run.hash}: complete at step 12/12 in " in line]
+        assert line.endswith("s")
+    # off: nothing on stderr, the line goes to the log
+    with caplog.at_level(logging.INFO, logger="icllib.runs.interleave"):
+        (run,) = train_many(configs[:1], RunStore(tmp_path / "off"), device="cpu", progress=False)
+    assert capsys.readouterr().err == ""
+    assert f"[1/1] pa {run.hash}: complete at step 12/12" in caplog.text
 
 
 # ---- on a GPU -----------------------------------------------------------------------------------------------------
