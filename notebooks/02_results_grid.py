@@ -34,7 +34,7 @@
 # **Reduced compute.** The paper profile trains 20k–30k steps instead of Park et al.'s 500k (1M for many-outlier
 # regression), one seed per cell, with every curriculum compressed in proportion. Many-outlier prompts hold 256
 # examples instead of 512 (about 26 clean pairs instead of 51; the full profile keeps 512): the one task change
-# PAPER_SPEC §7 allows when time is short, taken because a 1024-token prompt has five times the tokens of a
+# we allow ourselves when GPU time is short, taken because a 1024-token prompt has five times the tokens of a
 # 101-example one and these small models train GPU-bound at that length.
 # A cell that looks worse than the paper may simply be under-trained; the notebooks 03–06 look at the most contested
 # cells with more seeds and sizes.

@@ -28,7 +28,7 @@
 # zero predictor scores about 1.
 #
 # **Reduced compute.** 30k steps instead of 500k, and a width grid of our choosing: the paper's exact widths and $k$
-# values could not be verified (PAPER_SPEC §2.3). The comparison is within this grid, at equal depth per architecture
+# values could not be verified in their code. The comparison is within this grid, at equal depth per architecture
 # (so parameter counts grow with the square of the width and differ between architectures at a given width).
 
 # %% tags=["parameters"]

@@ -33,7 +33,7 @@
 # $1/K$.
 #
 # **Reduced compute.** 20k steps instead of 500k; Park et al.'s exact MQAR variant (number of queries, sizes) could
-# not be verified (PAPER_SPEC §2.4), so this is the single-query task of their code at the sizes above.
+# not be verified in the paper or its code, so this is the single-query task of their code at the sizes above.
 
 # %% tags=["parameters"]
 profile = "paper"

@@ -16,7 +16,7 @@
 #
 # **The question.** Grazzi et al. (2024) ask whether Mamba learns in context as well as a Transformer on the
 # Garg-style regression families, how it compares with a non-selective state-space model (S4) and with RWKV, and what
-# happens when a prompt is *longer* than any prompt seen in training. Their claims (DESIGN §10, claim 8): Mamba is
+# happens when a prompt is *longer* than any prompt seen in training. Their claims (REPRODUCTION.md, claim 8): Mamba is
 # about as good as the Transformer within the trained length, Mamba beats S4 (which beats RWKV), and on linear
 # regression Mamba keeps a low error beyond the trained length while the Transformer's error rises.
 #

@@ -17,7 +17,7 @@
 # **The question.** A model that regresses in context produces its answer at the last layer. Does it get there in
 # one jump, or does each block refine an estimate, like the iterations of an optimiser? Grazzi et al. (2024) decode
 # every layer's hidden state and find that, for both Mamba and the Transformer, the error falls gradually with depth
-# ("iterative refinement", DESIGN §10 claim 9), resembling gradient descent more than a one-shot solve.
+# ("iterative refinement", REPRODUCTION.md claim 9), resembling gradient descent more than a one-shot solve.
 #
 # **Setup.** Transformer (no positional embeddings) and Mamba trained on skewed-covariance linear regression
 # ($d = 20$, $N = 41$), the 2-layer ReLU network and the depth-4 decision tree ($N = 101$), with the cosine schedule

@@ -25,7 +25,7 @@
 #   again and the model must recall the target. Trained at length 256, Mamba solves it at lengths up to $2^{20}$,
 #   while attention with absolute positions fails beyond the trained length.
 #
-# DESIGN §10 claim 10: S6 solves selective copying where S4 fails; induction heads extrapolate far beyond the
+# REPRODUCTION.md claim 10: S6 solves selective copying where S4 fails; induction heads extrapolate far beyond the
 # trained length.
 #
 # **Setup.** `experiments.selective_copying_induction`: Mamba (S6), Mamba with $\Delta, B, C$ made input-independent
